@@ -1,0 +1,1 @@
+"""The `deployd` command: one module per command group, each with `register(subparsers)`."""

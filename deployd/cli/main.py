@@ -1,0 +1,43 @@
+"""Entry point of the `deployd` command."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from deployd import __version__
+from deployd.errors import DeploydError
+
+# Each module defines `register(subparsers)`; every parser it adds sets `func(args) -> int`.
+COMMAND_MODULES = [
+    "deployd.cli.serve",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="deployd", description="Release-channel distribution server and operator client."
+    )
+    parser.add_argument("--version", action="version", version=f"deployd {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except DeploydError as e:
+        print(f"deployd: error: {e.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""Server settings: an explicit table of environment variable -> setting -> coercer.
+
+Only the variables named here are read; nothing else in the environment changes behaviour.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from deployd.errors import ConfigError
+
+
+def _str_or_none(raw: str) -> str | None:
+    return raw.strip() or None
+
+
+def _csv(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value <= 0:
+        raise ValueError("must be a positive integer")
+    return value
+
+
+def _positive_float(raw: str) -> float:
+    value = float(raw)
+    if value <= 0:
+        raise ValueError("must be a positive number")
+    return value
+
+
+def _bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError("must be true or false")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the server can be told. Defaults are the embedded development setup."""
+
+    redis_url: str | None = None
+    channels_dir: str = "channels"
+    keys_dir: str = "keys"
+    retired_key_ids: tuple[str, ...] = ()
+    issuer: str = "deployd"
+    audience: str | None = None
+    leeway_seconds: int = 30
+    signing_key: str | None = None
+    extra_signing_keys: tuple[str, ...] = ()
+    state_dir: str = ".deployd"
+    anonymous_channel: str | None = None
+    publisher_tokens_file: str | None = None
+    spec_window_seconds: int = 86400
+    spec_expiry_windows: int = 3
+    refresh_interval: float = 0.5
+    max_body_bytes: int = 1_048_576
+    rate_limit_per_minute: int = 120
+    rate_limit_enabled: bool = True
+    license_cache_size: int = 10_000
+    log_level: str = "INFO"
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def embedded(self) -> bool:
+        """True when no Redis is configured: the in-process store seeded from `channels_dir`."""
+        return self.redis_url is None
+
+
+# env var -> (setting, coercer). README's config table mirrors this list.
+ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "REDIS_URL": ("redis_url", _str_or_none),
+    "DEPLOYD_CHANNELS_DIR": ("channels_dir", str),
+    "DEPLOYD_KEYS_DIR": ("keys_dir", str),
+    "DEPLOYD_RETIRED_KEYS": ("retired_key_ids", _csv),
+    "DEPLOYD_ISSUER": ("issuer", str),
+    "DEPLOYD_AUDIENCE": ("audience", _str_or_none),
+    "DEPLOYD_LEEWAY_SECONDS": ("leeway_seconds", int),
+    "DEPLOYD_SIGNING_KEY": ("signing_key", _str_or_none),
+    "DEPLOYD_EXTRA_SIGNING_KEYS": ("extra_signing_keys", _csv),
+    "DEPLOYD_STATE_DIR": ("state_dir", str),
+    "DEPLOYD_ANONYMOUS_CHANNEL": ("anonymous_channel", _str_or_none),
+    "DEPLOYD_PUBLISHER_TOKENS_FILE": ("publisher_tokens_file", _str_or_none),
+    "DEPLOYD_SPEC_WINDOW_SECONDS": ("spec_window_seconds", _positive_int),
+    "DEPLOYD_SPEC_EXPIRY_WINDOWS": ("spec_expiry_windows", _positive_int),
+    "DEPLOYD_REFRESH_INTERVAL": ("refresh_interval", _positive_float),
+    "DEPLOYD_MAX_BODY_BYTES": ("max_body_bytes", _positive_int),
+    "DEPLOYD_RATE_LIMIT_PER_MINUTE": ("rate_limit_per_minute", _positive_int),
+    "DEPLOYD_RATE_LIMIT": ("rate_limit_enabled", _bool),
+    "DEPLOYD_LICENSE_CACHE_SIZE": ("license_cache_size", _positive_int),
+    "DEPLOYD_LOG_LEVEL": ("log_level", str),
+}
+
+
+def settings_from_env(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Build `Settings` from the variables in `ENVIRONMENT`, then apply `overrides`."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for var, (name, coerce) in ENVIRONMENT.items():
+        if var not in environ:
+            continue
+        try:
+            values[name] = coerce(environ[var])
+        except ValueError as e:
+            raise ConfigError(f"{var}: {e}") from e
+    known = {f.name for f in fields(Settings)}
+    unknown = set(overrides) - known
+    if unknown:
+        raise ConfigError(f"unknown settings: {', '.join(sorted(unknown))}")
+    return replace(Settings(**values), **overrides)
