@@ -1,0 +1,95 @@
+"""A real `redis-server` on a free loopback port, started and stopped by the test setup."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+
+import pytest
+import redis
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class RedisServer:
+    port: int
+    directory: str
+    process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        assert binary, "redis-server not on PATH"
+        self.process = subprocess.Popen(
+            [
+                binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                "--appendonly", "no", "--dir", self.directory, "--protected-mode", "yes",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        client = redis.Redis.from_url(self.url)
+        while True:
+            try:
+                client.ping()
+                return
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+            finally:
+                client.close()
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+            self.process = None
+
+    def client(self) -> redis.Redis:
+        return redis.Redis.from_url(self.url)
+
+
+def require_redis_server() -> None:
+    """Skip when redis-server is missing, except in CI, where that is a failure."""
+    if shutil.which("redis-server"):
+        return
+    if os.environ.get("CI"):
+        pytest.fail("redis-server is required in CI (install Debian's redis-server)")
+    pytest.skip("redis-server not installed")
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    """One real redis-server for the whole session; tests flush it before use."""
+    require_redis_server()
+    with tempfile.TemporaryDirectory() as directory:
+        server = RedisServer(free_port(), directory)
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+@pytest.fixture
+def real_redis(redis_server):
+    """A flushed client of the session's real redis-server."""
+    client = redis_server.client()
+    client.flushall()
+    yield client
+    client.close()
