@@ -13,6 +13,8 @@ from deployd.errors import DeploydError
 # Each module defines `register(subparsers)`; every parser it adds sets `func(args) -> int`.
 COMMAND_MODULES = [
     "deployd.cli.serve",
+    "deployd.cli.keys",
+    "deployd.cli.license",
 ]
 
 

@@ -1,0 +1,288 @@
+"""`deployd keys generate` and `deployd license issue|inspect|revoke`, run through the CLI entry."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import stat
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from deployd.cli.main import main
+from deployd.config import ENVIRONMENT
+from deployd.keys import KeyRing
+from deployd.licenses import LicenseVerifier, issue_license
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch):
+    """Only what a test sets itself: no DEPLOYD_* or REDIS_URL from the developer's shell."""
+    for name in ENVIRONMENT:
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def keys_dir(tmp_path, capsys):
+    """A directory holding a fresh EdDSA key pair `vendor` made by `deployd keys generate`."""
+    directory = tmp_path / "keys"
+    assert main(["keys", "generate", "--out", str(directory), "--kid", "vendor"]) == 0
+    capsys.readouterr()
+    return directory
+
+
+def issue(capsys, keys_dir, *extra: str) -> str:
+    """`deployd license issue` with the `vendor` key; returns stdout."""
+    arguments = ["license", "issue", "--key", str(keys_dir / "vendor.key")]
+    arguments += ["--customer", "acme", "--channel", "stable", *extra]
+    assert main(arguments) == 0
+    return capsys.readouterr().out
+
+
+def verify(keys_dir, unverified_token: str, **options):
+    return LicenseVerifier(KeyRing.from_dir(keys_dir), **options).verify(unverified_token)
+
+
+# keys generate
+
+
+@pytest.mark.parametrize("alg", ["EdDSA", "ES256", "RS256"])
+def test_keys_generate_writes_a_private_key_only_its_owner_can_read(tmp_path, capsys, alg):
+    assert main(["keys", "generate", "--out", str(tmp_path), "--kid", "k1", "--alg", alg]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        str(tmp_path / "k1.key"),
+        str(tmp_path / "k1.pub"),
+    ]
+    assert stat.S_IMODE((tmp_path / "k1.key").stat().st_mode) == 0o600
+    assert "PRIVATE KEY" in (tmp_path / "k1.key").read_text()
+    assert KeyRing.from_dir(tmp_path).get("k1").alg == alg
+
+
+@pytest.mark.parametrize("existing", ["old.key", "old.pub"])
+def test_keys_generate_never_overwrites_a_key(tmp_path, capsys, existing):
+    (tmp_path / existing).write_text("precious")
+    assert main(["keys", "generate", "--out", str(tmp_path), "--kid", "old"]) == 1
+    captured = capsys.readouterr()
+    assert "refusing to overwrite" in captured.err and captured.out == ""
+    assert (tmp_path / existing).read_text() == "precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [existing]
+
+
+@pytest.mark.parametrize("kid", ["../escape", "a/b", "", "-dash", "x" * 65])
+def test_keys_generate_refuses_a_key_id_that_is_not_a_plain_name(tmp_path, capsys, kid):
+    assert main(["keys", "generate", "--out", str(tmp_path / "k"), f"--kid={kid}"]) == 1
+    assert "key id" in capsys.readouterr().err
+    assert not (tmp_path / "k").exists()
+
+
+# license issue
+
+
+def test_license_issue_prints_a_single_license_that_verifies(keys_dir, capsys):
+    out = issue(capsys, keys_dir, "--channels", "stable,beta", "--expires-in", "12h")
+    assert out.endswith("\n") and len(out.splitlines()) == 1
+    license = verify(keys_dir, out.strip())
+    assert (license.customer, license.channel, license.kid) == ("acme", "stable", "vendor")
+    assert license.channels == ("stable", "beta")
+    assert license.expires_at - license.issued_at == 12 * 3600
+
+
+def test_license_issue_defaults_to_thirty_days_and_the_configured_issuer(
+    keys_dir, capsys, monkeypatch
+):
+    monkeypatch.setenv("DEPLOYD_ISSUER", "vendor.example")
+    monkeypatch.setenv("DEPLOYD_AUDIENCE", "prod")
+    license = verify(
+        keys_dir, issue(capsys, keys_dir).strip(), issuer="vendor.example", audience="prod"
+    )
+    assert license.expires_at - license.issued_at == 30 * 86400
+    assert license.claims["aud"] == "prod"
+
+
+def test_license_issue_takes_issuer_and_audience(keys_dir, capsys):
+    out = issue(capsys, keys_dir, "--issuer", "vendor.example", "--audience", "prod")
+    license = verify(keys_dir, out.strip(), issuer="vendor.example", audience="prod")
+    assert (license.issuer, license.claims["aud"]) == ("vendor.example", "prod")
+
+
+@pytest.mark.parametrize(
+    ("claim", "name", "value"),
+    [
+        ("seats=10", "seats", 10),
+        ("ratio=0.5", "ratio", 0.5),
+        ("trial=true", "trial", True),
+        ('features=["sso", "audit"]', "features", ["sso", "audit"]),
+        ('limits={"projects": 3}', "limits", {"projects": 3}),
+        ('code="10"', "code", "10"),
+        ("plan=enterprise", "plan", "enterprise"),
+        ("formula=a=b", "formula", "a=b"),
+        ("note=", "note", ""),
+        ("weird=NaN", "weird", "NaN"),
+    ],
+)
+def test_claim_values_are_json_when_they_parse_and_strings_otherwise(
+    keys_dir, capsys, claim, name, value
+):
+    license = verify(keys_dir, issue(capsys, keys_dir, "--claim", claim).strip())
+    assert license.claims[name] == value
+
+
+@pytest.mark.parametrize(
+    ("arguments", "complaint"),
+    [
+        (["--claim", "seats"], "must look like NAME=VALUE"),
+        (["--claim", "=10"], "must look like NAME=VALUE"),
+        (["--claim", "exp=1"], "reserved"),
+        (["--claim", 'channels=["all"]'], "reserved"),
+        (["--expires-in", "forever"], "duration"),
+        (["--channels", "beta"], "must be one of the license's channels"),
+    ],
+)
+def test_license_issue_refuses_bad_arguments(keys_dir, capsys, arguments, complaint):
+    base = ["license", "issue", "--key", str(keys_dir / "vendor.key")]
+    assert main([*base, "--customer", "acme", "--channel", "stable", *arguments]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and complaint in captured.err
+
+
+def test_license_issue_warns_about_a_key_others_can_read(keys_dir, capsys):
+    os.chmod(keys_dir / "vendor.key", 0o644)
+    arguments = ["license", "issue", "--key", str(keys_dir / "vendor.key")]
+    assert main([*arguments, "--customer", "acme", "--channel", "stable"]) == 0
+    captured = capsys.readouterr()
+    assert "warning: vendor.key: private key is readable by group or others" in captured.err
+    assert verify(keys_dir, captured.out.strip()).customer == "acme"
+
+
+@pytest.mark.parametrize("mode", [0o660, 0o606])
+def test_license_issue_refuses_a_key_others_can_write(keys_dir, capsys, mode):
+    os.chmod(keys_dir / "vendor.key", mode)
+    arguments = ["license", "issue", "--key", str(keys_dir / "vendor.key")]
+    assert main([*arguments, "--customer", "acme", "--channel", "stable"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and "writable by group or others" in captured.err
+
+
+def test_license_issue_names_a_missing_key_file(tmp_path, capsys):
+    arguments = ["license", "issue", "--key", str(tmp_path / "gone.key")]
+    assert main([*arguments, "--customer", "acme", "--channel", "stable"]) == 1
+    assert "gone.key" in capsys.readouterr().err
+
+
+# license inspect
+
+
+def inspect(capsys, monkeypatch, keys_dir, unverified_token: str, *, stdin: bool = False):
+    """Run `deployd license inspect`; return its exit code and captured stdout and stderr."""
+    arguments = ["license", "inspect", "--keys-dir", str(keys_dir)]
+    if stdin:
+        monkeypatch.setattr("sys.stdin", io.StringIO(unverified_token + "\n"))
+    else:
+        arguments.append(unverified_token)
+    code = main(arguments)
+    return code, capsys.readouterr()
+
+
+@pytest.mark.parametrize("stdin", [False, True], ids=["argument", "stdin"])
+def test_inspect_shows_header_and_claims_of_a_valid_license(keys_dir, capsys, monkeypatch, stdin):
+    unverified_token = issue(capsys, keys_dir, "--claim", "seats=10").strip()
+    code, captured = inspect(capsys, monkeypatch, keys_dir, unverified_token, stdin=stdin)
+    out = captured.out
+    assert code == 0
+    assert out.splitlines()[-1] == "code: valid"
+    header_text = out.split("header:\n", 1)[1].split("claims:\n", 1)[0]
+    claims_text = out.split("claims:\n", 1)[1].rsplit("code:", 1)[0]
+    assert json.loads(header_text) == {"alg": "EdDSA", "kid": "vendor", "typ": "JWT"}
+    assert json.loads(claims_text)["seats"] == 10
+    assert unverified_token not in out
+
+
+def test_inspect_reads_the_key_ring_from_the_environment(keys_dir, capsys, monkeypatch):
+    monkeypatch.setenv("DEPLOYD_KEYS_DIR", str(keys_dir))
+    unverified_token = issue(capsys, keys_dir).strip()
+    assert main(["license", "inspect", unverified_token]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "code: valid"
+
+
+def expired(keys_dir) -> str:
+    return issue_license(
+        keys_dir / "vendor.key",
+        customer="acme",
+        channel="stable",
+        expires_in=timedelta(days=1),
+        now=datetime.now(UTC) - timedelta(days=2),
+    )
+
+
+def other_issuer(keys_dir) -> str:
+    return issue_license(
+        keys_dir / "vendor.key",
+        customer="acme",
+        channel="stable",
+        expires_in=timedelta(days=1),
+        issuer="someone-else",
+    )
+
+
+def unknown_key(keys_dir) -> str:
+    (keys_dir / "vendor.pub").rename(keys_dir / "elsewhere.pub")
+    return other_issuer(keys_dir)
+
+
+@pytest.mark.parametrize(
+    ("make", "code", "decodable"),
+    [
+        (expired, "expired", True),
+        (other_issuer, "wrong_issuer", True),
+        (unknown_key, "unknown_key", True),
+        (lambda d: "not-a-license", "malformed", False),
+        (lambda d: "bm90.anNvbg.c2ln", "malformed", False),
+    ],
+)
+def test_inspect_reports_why_a_license_is_refused(
+    keys_dir, capsys, monkeypatch, make, code, decodable
+):
+    unverified_token = make(keys_dir)
+    exit_code, captured = inspect(capsys, monkeypatch, keys_dir, unverified_token)
+    out = captured.out
+    assert exit_code == 1
+    assert out.splitlines()[-1].startswith(f"code: {code} (")
+    assert ("(cannot be decoded)" not in out) == decodable
+    assert unverified_token not in out
+
+
+def test_inspect_of_nothing_is_missing(keys_dir, capsys, monkeypatch):
+    exit_code, captured = inspect(capsys, monkeypatch, keys_dir, "", stdin=True)
+    assert exit_code == 1
+    assert captured.out.splitlines()[-1] == "code: missing (no license was given)"
+
+
+# The token is a secret: only `license issue` prints it, on stdout.
+
+
+def test_no_output_or_log_but_issue_stdout_ever_contains_the_license(
+    keys_dir, capsys, monkeypatch, caplog
+):
+    caplog.set_level(logging.DEBUG)
+    os.chmod(keys_dir / "vendor.key", 0o640)  # so issuing warns on stderr
+    arguments = ["license", "issue", "--key", str(keys_dir / "vendor.key")]
+    assert main([*arguments, "--customer", "acme", "--channel", "stable"]) == 0
+    captured = capsys.readouterr()
+    unverified_token = captured.out.strip()
+    leaks = [captured.err]
+
+    tampered = unverified_token[:-4] + ("AAAA" if not unverified_token.endswith("AAAA") else "BBBB")
+    for candidate in (unverified_token, tampered):
+        for stdin in (False, True):
+            leaks += inspect(capsys, monkeypatch, keys_dir, candidate, stdin=stdin)[1]
+    assert (
+        main(["license", "revoke", unverified_token, "--redis-url", "redis://127.0.0.1:1/0"]) == 1
+    )
+    leaks += list(capsys.readouterr())
+    leaks.append(caplog.text)
+
+    for text in leaks:
+        assert unverified_token not in text
+        assert unverified_token.split(".")[2] not in text
