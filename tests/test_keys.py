@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -10,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, rsa
 
 from deployd.errors import ConfigError, KeyFileError, LicenseError
 from deployd.keys import ALGORITHMS, KeyRing, RingKey, algorithm_for, generate_private_key
-from deployd.signing import write_key_pair
+from deployd.signing import load_private_key_file, public_jwk, write_key_pair
 
 
 def write_public_key(path, private_key) -> None:
@@ -151,3 +152,12 @@ def test_a_ring_can_be_built_from_keys_in_memory():
     key = generate_private_key("ES256").public_key()
     ring = KeyRing([RingKey("mem", "ES256", key)])
     assert ring.get("mem").public_key is key
+
+
+def test_the_committed_development_key_pair_matches():
+    """keys/dev.key + keys/dev.pub: public on purpose (never for production), EdDSA, kid dev."""
+    repo_keys = Path(__file__).resolve().parents[1] / "keys"
+    ring = KeyRing.from_dir(repo_keys)
+    private_key = load_private_key_file(repo_keys / "dev.key", warn=[])
+    assert ring.get("dev").alg == "EdDSA"
+    assert public_jwk("dev", private_key.public_key(), role="license") in ring.jwks()
