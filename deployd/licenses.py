@@ -40,7 +40,7 @@ _DURATION_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w
 class VerifiedLicense:
     """A license whose signature, key, times, issuer, audience, claims and revocation were checked.
 
-    `customer` is the `sub` claim; `claims` is a copy of every claim, entitlements included.
+    `customer` is the `sub` claim; `claims` holds every claim, entitlements included.
     """
 
     token_hash: str
@@ -115,8 +115,8 @@ class LicenseVerifier:
                 f"the license says {alg}, but key {key.kid!r} is an {key.alg} key",
             )
         claims = self._decode(token, key.public_key, key.alg)
-        jti = _required_string(claims, "jti")
         customer = _required_string(claims, "sub")
+        jti = _required_string(claims, "jti")
         channel = _required_string(claims, "channel")
         channels = _channels(claims, channel)
         if self.is_revoked(jti):
@@ -132,7 +132,7 @@ class LicenseVerifier:
             expires_at=int(claims["exp"]),
             not_before=_optional_time(claims, "nbf"),
             kid=key.kid,
-            claims=dict(claims),
+            claims=claims,
         )
 
     def _decode(self, token: str, public_key: Any, alg: str) -> dict[str, Any]:
