@@ -206,37 +206,23 @@ def test_inspect_reads_the_key_ring_from_the_environment(keys_dir, capsys, monke
     assert capsys.readouterr().out.splitlines()[-1] == "code: valid"
 
 
-def expired(keys_dir) -> str:
-    return issue_license(
-        keys_dir / "vendor.key",
-        customer="acme",
-        channel="stable",
-        expires_in=timedelta(days=1),
-        now=datetime.now(UTC) - timedelta(days=2),
-    )
+def vendor_license(keys_dir, **changes) -> str:
+    """A license signed with the `vendor` key, made without the CLI."""
+    arguments = {"customer": "acme", "channel": "stable", "expires_in": timedelta(days=1)}
+    return issue_license(keys_dir / "vendor.key", **{**arguments, **changes})
 
 
-def other_issuer(keys_dir) -> str:
-    return issue_license(
-        keys_dir / "vendor.key",
-        customer="acme",
-        channel="stable",
-        expires_in=timedelta(days=1),
-        issuer="someone-else",
-    )
-
-
-def unknown_key(keys_dir) -> str:
+def signed_by_an_unknown_key(keys_dir) -> str:
     (keys_dir / "vendor.pub").rename(keys_dir / "elsewhere.pub")
-    return other_issuer(keys_dir)
+    return vendor_license(keys_dir)
 
 
 @pytest.mark.parametrize(
     ("make", "code", "decodable"),
     [
-        (expired, "expired", True),
-        (other_issuer, "wrong_issuer", True),
-        (unknown_key, "unknown_key", True),
+        (lambda d: vendor_license(d, now=datetime.now(UTC) - timedelta(days=2)), "expired", True),
+        (lambda d: vendor_license(d, issuer="someone-else"), "wrong_issuer", True),
+        (signed_by_an_unknown_key, "unknown_key", True),
         (lambda d: "not-a-license", "malformed", False),
         (lambda d: "bm90.anNvbg.c2ln", "malformed", False),
     ],
