@@ -1,0 +1,217 @@
+"""The client's memory on disk: the last accepted spec, sequence floors and the applied state.
+
+Files in the cache directory (mode 0600: applied values may hold the license):
+
+- ``spec.json``: the last accepted spec as a bundle ``{"body", "signature", "etag"}``; `body` is
+  the exact response body as a string. It is re-verified whenever it is loaded. The same format
+  (``etag`` optional) is the offline bundle an air-gapped site feeds to ``--offline-spec``.
+- ``sequences.json``: ``{channel: highest sequence accepted}``, the rollback floors.
+- ``applied.json``: the merged desired state the reconciler last applied successfully, with its
+  release (reported to the server as ``Deployd-Current-Version``).
+
+Every write goes to a temporary file in the same directory, is flushed to disk, then renamed over
+the old file with `os.replace`, so a crash leaves either the old or the new file, never half of one.
+One agent per cache directory.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from deployd.client.errors import InputError
+from deployd.client.merge import DesiredState
+
+logger = logging.getLogger(__name__)
+
+SPEC_FILE = "spec.json"
+SEQUENCES_FILE = "sequences.json"
+APPLIED_FILE = "applied.json"
+# A bundle is JSON around the body: escaping can at most double it, plus a signature and an ETag.
+BUNDLE_OVERHEAD_BYTES = 65_536
+_HEADER_SAFE = re.compile(r"^[\x21-\x7e]{1,256}$")
+
+
+@dataclass(frozen=True)
+class SpecBundle:
+    """An unverified spec as stored: exact body bytes, the signature header value, its ETag."""
+
+    body: bytes = field(repr=False)
+    signature: str = field(repr=False)
+    etag: str | None = None
+
+    def to_bytes(self) -> bytes:
+        document: dict[str, Any] = {"body": self.body.decode("utf-8"), "signature": self.signature}
+        if self.etag is not None:
+            document["etag"] = self.etag
+        return json.dumps(document, ensure_ascii=False, indent=1).encode()
+
+
+def parse_bundle(data: bytes, *, max_body_bytes: int, source: str = "bundle") -> SpecBundle:
+    """Parse ``{"body": "<exact body>", "signature": "<Deployd-Signature value>"[, "etag"]}``.
+
+    Raises InputError when the bundle is not of that shape or its body is over `max_body_bytes`.
+    The body is not verified here.
+    """
+    if len(data) > 2 * max_body_bytes + BUNDLE_OVERHEAD_BYTES:
+        raise InputError(f"{source}: larger than a spec bundle may be")
+    try:
+        document = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise InputError(f"{source}: not a JSON spec bundle: {e}") from e
+    if not isinstance(document, dict):
+        raise InputError(f"{source}: a spec bundle is a JSON object")
+    body, signature, etag = document.get("body"), document.get("signature"), document.get("etag")
+    if not isinstance(body, str) or not isinstance(signature, str):
+        raise InputError(f"{source}: a spec bundle needs string 'body' and 'signature'")
+    if etag is not None and (not isinstance(etag, str) or not _HEADER_SAFE.match(etag)):
+        raise InputError(f"{source}: 'etag' must be a header-safe string")
+    try:
+        raw = body.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise InputError(f"{source}: 'body' is not valid UTF-8 text") from e
+    if len(raw) > max_body_bytes:
+        raise InputError(f"{source}: body is larger than {max_body_bytes} bytes")
+    return SpecBundle(raw, signature, etag)
+
+
+@dataclass(frozen=True)
+class AppliedState:
+    """The desired state a reconciler last made true, and when."""
+
+    desired: DesiredState
+    applied_at: str
+
+    @property
+    def release(self) -> str:
+        return self.desired.release
+
+    def to_bytes(self) -> bytes:
+        document = {
+            "release": self.release,
+            "appliedAt": self.applied_at,
+            "desired": self.desired.document(),
+        }
+        return json.dumps(document, sort_keys=True, indent=1, ensure_ascii=False).encode()
+
+
+def atomic_write(path: Path, data: bytes, *, mode: int = 0o600) -> None:
+    """Replace `path` with `data` so that readers see the old or the new content, never a mix."""
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), mode)
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        try:
+            os.unlink(temp)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_directory(path.parent)
+
+
+def _fsync_directory(directory: Path) -> None:
+    # Make the rename itself durable; not every platform lets a directory be opened for this.
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class CacheDir:
+    """Reads and atomically writes the client's files in one directory (created mode 0700)."""
+
+    def __init__(self, path: str | os.PathLike[str], *, max_body_bytes: int) -> None:
+        self.path = Path(path)
+        self.max_body_bytes = max_body_bytes
+
+    def _ensure(self) -> None:
+        self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    def _read(self, name: str, limit: int) -> bytes | None:
+        try:
+            with (self.path / name).open("rb") as f:
+                data = f.read(limit + 1)
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            raise InputError(f"{self.path / name}: cannot read: {e.strerror}") from e
+        if len(data) > limit:
+            raise InputError(f"{self.path / name}: larger than {limit} bytes")
+        return data
+
+    def load_spec(self) -> SpecBundle | None:
+        """The last accepted spec (still to be re-verified), or None; InputError if unreadable."""
+        limit = 2 * self.max_body_bytes + BUNDLE_OVERHEAD_BYTES
+        data = self._read(SPEC_FILE, limit)
+        if data is None:
+            return None
+        source = str(self.path / SPEC_FILE)
+        return parse_bundle(data, max_body_bytes=self.max_body_bytes, source=source)
+
+    def save_spec(self, bundle: SpecBundle) -> None:
+        self._ensure()
+        atomic_write(self.path / SPEC_FILE, bundle.to_bytes())
+
+    def load_sequences(self) -> dict[str, int]:
+        """The rollback floors; an unreadable file is an InputError (never silently forgotten)."""
+        data = self._read(SEQUENCES_FILE, 1_048_576)
+        if data is None:
+            return {}
+        try:
+            document = json.loads(data)
+        except ValueError as e:
+            raise InputError(f"{self.path / SEQUENCES_FILE}: not JSON: {e}") from e
+        if not isinstance(document, dict) or not all(
+            isinstance(k, str) and type(v) is int and v >= 0 for k, v in document.items()
+        ):
+            raise InputError(f"{self.path / SEQUENCES_FILE}: must map channel names to sequences")
+        return document
+
+    def save_sequences(self, floors: Mapping[str, int]) -> None:
+        self._ensure()
+        atomic_write(self.path / SEQUENCES_FILE, json.dumps(dict(floors), sort_keys=True).encode())
+
+    def load_applied(self) -> AppliedState | None:
+        """The last applied state, or None; InputError if the file is damaged."""
+        data = self._read(APPLIED_FILE, 4 * self.max_body_bytes + BUNDLE_OVERHEAD_BYTES)
+        if data is None:
+            return None
+        source = self.path / APPLIED_FILE
+        try:
+            document = json.loads(data)
+            desired = document["desired"]
+            state = DesiredState(
+                metadata=dict(desired["metadata"]), chart=desired["chart"], values=desired["values"]
+            )
+            applied = AppliedState(state, str(document["appliedAt"]))
+        except (ValueError, KeyError, TypeError) as e:
+            raise InputError(f"{source}: damaged: {e}") from e
+        if not all(isinstance(v, str) for v in state.metadata.values()) or not (
+            isinstance(state.chart, dict) and isinstance(state.values, dict)
+        ):
+            raise InputError(f"{source}: damaged: not a desired state")
+        if applied.release and not _HEADER_SAFE.match(applied.release):
+            raise InputError(f"{source}: damaged: release is not a header-safe string")
+        return applied
+
+    def save_applied(self, applied: AppliedState) -> None:
+        self._ensure()
+        atomic_write(self.path / APPLIED_FILE, applied.to_bytes())

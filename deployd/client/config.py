@@ -1,0 +1,154 @@
+"""The client's settings and limits in one dataclass, and loading of the trusted signing keys."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from deployd.errors import ConfigError, KeyFileError
+from deployd.signing import KEY_ID, b64url_decode, key_id_for, load_public_key_file
+
+logger = logging.getLogger(__name__)
+
+SPEC_KEY_ROLE = "spec"
+MAX_KEY_FILE_BYTES = 1_048_576
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """What the client needs to know and the limits it keeps.
+
+    Either `server` (a base URL such as ``https://deployd.example.com``) or `offline_spec` (a
+    bundle file, for air-gapped sites) must be set. `license` never appears in `repr`.
+    `release` pins one release (``GET /api/v1/operator/channel/release/<id>``). Times are seconds.
+    """
+
+    trusted_keys: Mapping[str, Ed25519PublicKey] = field(repr=False)
+    cache_dir: Path
+    server: str | None = None
+    license: str | None = field(default=None, repr=False)
+    channel: str | None = None
+    release: str | None = None
+    offline_spec: Path | None = None
+    ca_bundle: Path | None = None
+    poll_interval: float = 300.0
+    interval_jitter: float = 0.1
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
+    total_timeout: float = 60.0
+    max_body_bytes: int = 4 * 1024 * 1024
+    backoff_base: float = 2.0
+    backoff_ceiling: float = 300.0
+    max_retry_after: float = 3600.0
+    reconcile_on_start: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.trusted_keys:
+            raise ConfigError("no trusted spec-signing keys: give at least one (--trust-key)")
+        if self.server is None and self.offline_spec is None:
+            raise ConfigError("set a server URL (--server) or an offline spec (--offline-spec)")
+        if self.server is not None:
+            parts = urlsplit(self.server)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ConfigError(f"server URL {self.server!r} must be http(s)://host[:port]")
+            if parts.query or parts.fragment or parts.username or parts.password:
+                raise ConfigError("server URL must not carry a query, fragment or credentials")
+        positive = {
+            "poll_interval": self.poll_interval,
+            "connect_timeout": self.connect_timeout,
+            "read_timeout": self.read_timeout,
+            "total_timeout": self.total_timeout,
+            "max_body_bytes": self.max_body_bytes,
+            "backoff_base": self.backoff_base,
+            "backoff_ceiling": self.backoff_ceiling,
+            "max_retry_after": self.max_retry_after,
+        }
+        for name, value in positive.items():
+            if not value > 0:
+                raise ConfigError(f"{name} must be positive, not {value!r}")
+        if self.backoff_ceiling < self.backoff_base:
+            raise ConfigError("backoff_ceiling must be at least backoff_base")
+        if not 0 <= self.interval_jitter < 1:
+            raise ConfigError("interval_jitter must be in [0, 1)")
+        if self.ca_bundle is not None and not Path(self.ca_bundle).is_file():
+            raise ConfigError(f"CA bundle {str(self.ca_bundle)!r} is not a file")
+
+    @property
+    def sends_license_in_clear(self) -> bool:
+        """True when a license would travel over plain HTTP to a host other than loopback."""
+        if self.server is None or self.license is None:
+            return False
+        parts = urlsplit(self.server)
+        return parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "::1", "localhost")
+
+
+def load_trusted_keys(paths: Iterable[str | os.PathLike[str]]) -> dict[str, Ed25519PublicKey]:
+    """Load spec-signing public keys: PEM files (key id = file stem) or JWKS JSON files.
+
+    From a JWKS only Ed25519 keys tagged ``"deployd_role": "spec"`` are taken. Several files make a
+    key set, so a new key can be trusted before the server starts signing with it. Raises
+    KeyFileError on any unreadable or unsuitable file, and when no key was found at all.
+    """
+    keys: dict[str, Ed25519PublicKey] = {}
+    for raw_path in paths:
+        path = Path(raw_path)
+        try:
+            with path.open("rb") as f:
+                data = f.read(MAX_KEY_FILE_BYTES + 1)
+        except OSError as e:
+            raise KeyFileError(f"{path}: cannot read trusted key: {e.strerror}") from e
+        if len(data) > MAX_KEY_FILE_BYTES:
+            raise KeyFileError(f"{path}: larger than {MAX_KEY_FILE_BYTES} bytes")
+        found = _jwks_keys(path, data) if data.lstrip()[:1] == b"{" else _pem_key(path)
+        for kid, key in found.items():
+            if kid in keys and _raw(keys[kid]) != _raw(key):
+                raise KeyFileError(f"{path}: key id {kid!r} is already trusted with another key")
+            keys[kid] = key
+    if not keys:
+        raise KeyFileError("no trusted spec-signing keys were found")
+    return keys
+
+
+def _pem_key(path: Path) -> dict[str, Ed25519PublicKey]:
+    key = load_public_key_file(path)
+    if not isinstance(key, Ed25519PublicKey):
+        raise KeyFileError(f"{path}: a spec-signing key must be an Ed25519 public key")
+    return {key_id_for(path): key}
+
+
+def _jwks_keys(path: Path, data: bytes) -> dict[str, Ed25519PublicKey]:
+    try:
+        document = json.loads(data)
+    except ValueError as e:
+        raise KeyFileError(f"{path}: not valid JSON: {e}") from e
+    if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
+        raise KeyFileError(f"{path}: a JWKS file must hold an object with a 'keys' list")
+    keys: dict[str, Ed25519PublicKey] = {}
+    for index, jwk in enumerate(document["keys"]):
+        if not isinstance(jwk, dict) or jwk.get("deployd_role") != SPEC_KEY_ROLE:
+            continue
+        kid = jwk.get("kid")
+        if not isinstance(kid, str) or not KEY_ID.match(kid):
+            raise KeyFileError(f"{path}: keys[{index}] has no usable 'kid'")
+        if jwk.get("kty") != "OKP" or jwk.get("crv") != "Ed25519":
+            raise KeyFileError(f"{path}: spec key {kid!r} is not an Ed25519 (OKP) key")
+        try:
+            keys[kid] = Ed25519PublicKey.from_public_bytes(b64url_decode(str(jwk.get("x", ""))))
+        except ValueError as e:
+            raise KeyFileError(f"{path}: spec key {kid!r} has an invalid 'x'") from e
+    if not keys:
+        raise KeyFileError(f'{path}: the JWKS holds no key with "deployd_role": "spec"')
+    return keys
+
+
+def _raw(key: Ed25519PublicKey) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
