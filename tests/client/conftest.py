@@ -2,7 +2,21 @@ from __future__ import annotations
 
 import pytest
 
+from deployd.client.config import ClientConfig
+from tests.client.faultserver import FaultServer
 from tests.client.specs import SpecKey
+
+# Tiny intervals and backoff so loops run in milliseconds; timeouts short but not flaky.
+FAST = {
+    "poll_interval": 0.05,
+    "interval_jitter": 0.1,
+    "connect_timeout": 1.0,
+    "read_timeout": 1.0,
+    "total_timeout": 2.0,
+    "backoff_base": 0.01,
+    "backoff_ceiling": 0.05,
+    "max_retry_after": 0.2,
+}
 
 
 @pytest.fixture(scope="session")
@@ -13,3 +27,22 @@ def signer() -> SpecKey:
 @pytest.fixture(scope="session")
 def other_signer() -> SpecKey:
     return SpecKey.generate("other-spec")
+
+
+@pytest.fixture
+def fault_server():
+    server = FaultServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def make_config(tmp_path, signer):
+    """ClientConfig with fast timings, the test signer trusted and a cache in tmp_path."""
+
+    def make(**overrides) -> ClientConfig:
+        fields = {**FAST, "trusted_keys": signer.trusted, "cache_dir": tmp_path / "cache"}
+        fields.update(overrides)
+        return ClientConfig(**fields)
+
+    return make
