@@ -139,6 +139,7 @@ class Poller:
         self._held_etag: str | None = None
         self._applied: AppliedState | None = None
         self._last_call_failed = False
+        self._why_no_spec = "no good spec is held yet"
         if config.sends_license_in_clear:
             logger.warning("the license is sent over plain http to %s; use https", config.server)
         self._load_memory()
@@ -191,6 +192,7 @@ class Poller:
             spec = self._verify(bundle.body, bundle.signature, self.clock())
         except SpecRefusedError as e:
             logger.warning("not using the cached spec (%s): %s", e.reason, e.message)
+            self._why_no_spec = f"the cached spec is not usable ({e.reason})"
             return
         self._held, self._held_etag = spec, bundle.etag
         self._raise_floor(spec)
@@ -232,6 +234,7 @@ class Poller:
                 self._held.release,
                 self._held.metadata["expires"],
             )
+            self._why_no_spec = f"the last good spec expired at {self._held.metadata['expires']}"
             self._held, self._held_etag = None, None
         if self.config.offline_spec is not None:
             return self._poll_offline(Path(self.config.offline_spec), now)
@@ -348,7 +351,7 @@ class Poller:
                 held.sequence,
             )
         else:
-            logger.log(level, "%s; no good spec is held yet", message)
+            logger.log(level, "%s; %s", message, self._why_no_spec)
         return PollResult(outcome, held, reason, message, retry_after)
 
     # --- reconciling ---------------------------------------------------------------------------
@@ -358,9 +361,11 @@ class Poller:
         (or the last call failed, or `force`). Exceptions from the reconciler become FAILED."""
         poll = self.poll_once()
         if poll.spec is None:
-            message = poll.message or "no good spec is held"
+            message = f"{poll.message}; {self._why_no_spec}"
             if self._applied is not None:
                 message += f"; release {self._applied.release} stays deployed as it is"
+            else:
+                message += "; nothing was deployed"
             return SyncResult(poll, SyncAction.NO_SPEC, None, message)
         desired = desired_state(
             poll.spec, user_values=self.user_values, custom_resource=self.custom_resource

@@ -92,6 +92,7 @@ def test_an_expired_cached_spec_is_never_handed_on_but_nothing_is_torn_down(
         result = restarted.sync_once(recorder)
     assert result.action is SyncAction.NO_SPEC and not recorder.calls
     assert "release 1.0.0 stays deployed as it is" in result.message
+    assert "the cached spec is not usable (expired)" in result.message
     assert (tmp_path / "cache" / "applied.json").read_bytes() == applied_before
 
 
@@ -109,6 +110,7 @@ def test_a_held_spec_that_expires_while_the_server_is_down_stops_being_used(
         now[0] += 120
         result = poller.sync_once(recorder)
     assert result.action is SyncAction.NO_SPEC and len(recorder.calls) == 2
+    assert "the last good spec expired at" in result.message
 
 
 def test_rollback_floors_survive_a_restart(fault_server, make_config, signer):
