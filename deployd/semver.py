@@ -27,7 +27,7 @@ class Version:
     @classmethod
     def parse(cls, text: str) -> Version:
         """Parse `text` (an optional leading ``v`` is accepted); raise ValueError if it is not semver."""
-        match = _SEMVER.match(text) if isinstance(text, str) and len(text) <= 256 else None
+        match = _SEMVER.fullmatch(text) if isinstance(text, str) and len(text) <= 256 else None
         if match is None:
             raise ValueError(f"{text!r} is not a semantic version (MAJOR.MINOR.PATCH[-pre][+build])")
         major, minor, patch, pre, build = match.groups()

@@ -262,6 +262,16 @@ BAD = [
         """
         name: stable
         releases:
+          - version: "1.0.0\\n"
+            chart: {path: x}
+        """,
+        [(3, "releases[0].version", "is not a semantic version")],
+        id="version-with-a-trailing-newline",
+    ),
+    pytest.param(
+        """
+        name: stable
+        releases:
           - version: 1.4
             chart: {path: x}
         """,
