@@ -15,6 +15,8 @@ COMMAND_MODULES = [
     "deployd.cli.serve",
     "deployd.cli.keys",
     "deployd.cli.license",
+    "deployd.cli.agent",
+    "deployd.cli.channels",
 ]
 
 
