@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ from deployd.signing import KEY_ID, b64url_decode, key_id_for, load_public_key_f
 logger = logging.getLogger(__name__)
 
 SPEC_KEY_ROLE = "spec"
+_LICENSE_CHARS = re.compile(r"^[\x21-\x7e]{1,16384}$")
 MAX_KEY_FILE_BYTES = 1_048_576
 
 
@@ -52,6 +54,9 @@ class ClientConfig:
     def __post_init__(self) -> None:
         if not self.trusted_keys:
             raise ConfigError("no trusted spec-signing keys: give at least one (--trust-key)")
+        if self.license is not None and not _LICENSE_CHARS.match(self.license):
+            # Never echo it: the message may end up in logs.
+            raise ConfigError("the license must be one line of printable ASCII (a JWT)")
         if self.server is None and self.offline_spec is None:
             raise ConfigError("set a server URL (--server) or an offline spec (--offline-spec)")
         if self.server is not None:

@@ -45,6 +45,9 @@ def test_the_license_stays_out_of_repr(signer, tmp_path):
         ({"backoff_base": 10, "backoff_ceiling": 1}, "backoff_ceiling"),
         ({"interval_jitter": 1.0}, "interval_jitter"),
         ({"ca_bundle": Path("/nonexistent/ca.pem")}, "CA bundle"),
+        ({"license": "two words"}, "printable ASCII"),
+        ({"license": "lïcense"}, "printable ASCII"),
+        ({"license": ""}, "printable ASCII"),
     ],
 )
 def test_bad_configs_are_refused(signer, tmp_path, overrides, message):
