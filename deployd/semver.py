@@ -26,10 +26,12 @@ class Version:
 
     @classmethod
     def parse(cls, text: str) -> Version:
-        """Parse `text` (an optional leading ``v`` is accepted); raise ValueError if it is not semver."""
+        """Parse `text` (a leading ``v`` is accepted); raise ValueError if it is not semver."""
         match = _SEMVER.fullmatch(text) if isinstance(text, str) and len(text) <= 256 else None
         if match is None:
-            raise ValueError(f"{text!r} is not a semantic version (MAJOR.MINOR.PATCH[-pre][+build])")
+            raise ValueError(
+                f"{text!r} is not a semantic version (MAJOR.MINOR.PATCH[-pre][+build])"
+            )
         major, minor, patch, pre, build = match.groups()
         prerelease = tuple(int(p) if p.isdigit() else p for p in pre.split(".")) if pre else ()
         return cls(int(major), int(minor), int(patch), prerelease, build or "")

@@ -119,7 +119,9 @@ class SpecSigner:
     private_key: Ed25519PrivateKey
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike[str], *, warn: list[str] | None = None) -> SpecSigner:
+    def from_file(
+        cls, path: str | os.PathLike[str], *, warn: list[str] | None = None
+    ) -> SpecSigner:
         key = load_private_key_file(path, warn=warn)
         if not isinstance(key, Ed25519PrivateKey):
             raise KeyFileError(f"{Path(path).name}: the response-signing key must be Ed25519")

@@ -1,0 +1,1 @@
+"""HTTP resources: one blueprint module per resource, each with `init_app(app)`."""

@@ -1,0 +1,52 @@
+"""Reading credentials off a request: the license (operators) from Basic or Bearer auth."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from flask import Request
+
+from deployd.errors import DeploydError, LicenseError
+
+# Well above any real license; anything longer is refused before it is parsed.
+MAX_AUTHORIZATION_BYTES = 16_384
+BASIC_USER = "license"
+
+
+def authorization_header(request: Request) -> str | None:
+    value = request.headers.get("Authorization")
+    if value is not None and len(value) > MAX_AUTHORIZATION_BYTES:
+        raise DeploydError(
+            f"Authorization header is larger than {MAX_AUTHORIZATION_BYTES} bytes",
+            code="header_too_large",
+            status=431,
+        )
+    return value
+
+
+def license_from_request(request: Request) -> str | None:
+    """The unverified license a request carries, or None when it carries no credentials.
+
+    Accepts HTTP Basic with user `license` (what the W&B operator sends) or a Bearer token.
+    """
+    value = authorization_header(request)
+    if value is None or not value.strip():
+        return None
+    scheme, _, credentials = value.strip().partition(" ")
+    scheme = scheme.lower()
+    credentials = credentials.strip()
+    if scheme == "bearer":
+        return credentials or None
+    if scheme != "basic":
+        raise LicenseError("malformed", "Authorization must use the Basic or Bearer scheme")
+    try:
+        decoded = base64.b64decode(credentials, validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError) as e:
+        raise LicenseError("malformed", "Basic credentials are not valid base64") from e
+    user, sep, password = decoded.partition(":")
+    if not sep or user != BASIC_USER:
+        raise LicenseError(
+            "malformed", f"HTTP Basic user must be {BASIC_USER!r} with the license as password"
+        )
+    return password or None

@@ -1,0 +1,68 @@
+"""A per-process memory of licenses already verified, so a poll does not pay for a signature check.
+
+Keyed by the SHA-256 of the token (the raw token is not kept). An entry never outlives the
+license's `exp` (plus leeway), is not used before its `nbf`, and a hit is still checked against the
+revocation list on every use, so a revocation takes effect as soon as the process learns of it.
+Failures are never cached: an invalid token is verified (and refused) every time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+
+from deployd.errors import LicenseError
+from deployd.licenses import MAX_TOKEN_BYTES, LicenseVerifier, VerifiedLicense
+
+
+class CachedLicenseVerifier:
+    def __init__(
+        self,
+        verifier: LicenseVerifier,
+        *,
+        maxsize: int = 10_000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.verifier = verifier
+        self.maxsize = maxsize
+        self.clock = clock
+        self._entries: OrderedDict[bytes, VerifiedLicense] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def verify(self, unverified_token: str | None) -> VerifiedLicense:
+        """Same contract as `LicenseVerifier.verify`, answered from memory when it safely can."""
+        if not unverified_token or len(unverified_token) > MAX_TOKEN_BYTES:
+            return self.verifier.verify(unverified_token)
+        key = hashlib.sha256(unverified_token.encode()).digest()
+        license = self._entries.get(key)
+        if license is not None and self._still_valid(license):
+            self.hits += 1
+            if self.verifier.is_revoked(license.jti):
+                raise LicenseError("revoked", f"license {license.jti!r} has been revoked")
+            return license
+        self.misses += 1
+        license = self.verifier.verify(unverified_token)
+        with self._lock:
+            self._entries[key] = license
+            while len(self._entries) > self.maxsize:
+                self._entries.popitem(last=False)
+        return license
+
+    def _still_valid(self, license: VerifiedLicense) -> bool:
+        now = self.clock()
+        leeway = self.verifier.leeway
+        if now > license.expires_at + leeway:
+            return False
+        return license.not_before is None or now >= license.not_before - leeway

@@ -1,0 +1,88 @@
+"""The objects one server process works with, built once per app and shared by every view."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flask import current_app
+
+from deployd.config import Settings
+from deployd.errors import ConfigError
+from deployd.keys import KeyRing
+from deployd.license_cache import CachedLicenseVerifier
+from deployd.licenses import LicenseVerifier, VerifiedLicense
+from deployd.signing import SpecSigner, key_id_for, load_public_key_file, public_jwk
+from deployd.specs import SpecCache
+from deployd.state import ServerState
+from deployd.store import Store
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: Store
+    state: ServerState
+    keyring: KeyRing
+    verifier: CachedLicenseVerifier
+    signer: SpecSigner
+    specs: SpecCache
+    extra_spec_keys: dict[str, Any] = field(default_factory=dict)
+
+    def verify_license(self, unverified_token: str) -> VerifiedLicense:
+        return self.verifier.verify(unverified_token)
+
+    def jwks(self) -> dict[str, list[dict[str, str]]]:
+        keys = [public_jwk(self.signer.kid, self.signer.public_key, role="spec")]
+        keys += [public_jwk(kid, key, role="spec") for kid, key in self.extra_spec_keys.items()]
+        keys += self.keyring.jwks()
+        return {"keys": keys}
+
+
+def build_services(settings: Settings, store: Store) -> Services:
+    warnings: list[str] = []
+    if settings.signing_key:
+        signer = SpecSigner.from_file(settings.signing_key, warn=warnings)
+    elif settings.embedded:
+        signer = SpecSigner.dev_key(settings.state_dir)
+        logger.warning(
+            "signing specs with the development key in %s; set DEPLOYD_SIGNING_KEY in production",
+            settings.state_dir,
+        )
+    else:
+        raise ConfigError(
+            "DEPLOYD_SIGNING_KEY must name an Ed25519 private key file when REDIS_URL is set:"
+            " every worker and replica has to sign with the same key"
+        )
+    for message in warnings:
+        logger.warning("%s", message)
+    extra = {key_id_for(p): load_public_key_file(p) for p in settings.extra_signing_keys}
+    if not Path(settings.keys_dir).is_dir():
+        raise ConfigError(f"license key directory {settings.keys_dir!r} does not exist")
+    keyring = KeyRing.from_dir(settings.keys_dir, retired=settings.retired_key_ids)
+    state = ServerState(store, refresh_interval=settings.refresh_interval)
+    verifier = CachedLicenseVerifier(
+        LicenseVerifier(
+            keyring,
+            issuer=settings.issuer,
+            audience=settings.audience,
+            leeway=settings.leeway_seconds,
+            is_revoked=state.is_revoked,
+        ),
+        maxsize=settings.license_cache_size,
+    )
+    specs = SpecCache(
+        signer,
+        window_seconds=settings.spec_window_seconds,
+        expiry_windows=settings.spec_expiry_windows,
+    )
+    return Services(settings, store, state, keyring, verifier, signer, specs, extra)
+
+
+def services() -> Services:
+    """The current app's services (inside a request or app context)."""
+    return current_app.extensions["deployd"]

@@ -1,0 +1,106 @@
+"""What one server process knows: compiled channels and revoked license ids, kept in memory.
+
+The store is the truth; each process answers from this snapshot and asks the store whether anything
+changed at most once per `refresh_interval` (one cheap read of the generation counter), so the hot
+path costs no store round trip and a publish or revocation is seen within about a second. While the
+store is unreachable the snapshot keeps answering whatever it can.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from deployd.channels import Channel, channel_from_document
+from deployd.errors import StoreUnavailableError
+from deployd.store import Store
+
+logger = logging.getLogger(__name__)
+
+
+class ServerState:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        refresh_interval: float = 0.5,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self.refresh_interval = refresh_interval
+        self.clock = clock
+        self._lock = threading.RLock()
+        self._checked_at = float("-inf")
+        self._generation: int | None = None
+        self._sequences: dict[str, int] = {}
+        self._compiled: dict[str, tuple[int, Channel]] = {}
+        self._revoked: set[str] = set()
+        self._revocation_offset = 0
+        self.store_error: str | None = None
+
+    @property
+    def store_reachable(self) -> bool:
+        return self.store_error is None
+
+    def refresh(self, *, force: bool = False) -> None:
+        """Pick up publishes and revocations made anywhere since the last look."""
+        if not force and self.clock() - self._checked_at < self.refresh_interval:
+            return
+        with self._lock:
+            if not force and self.clock() - self._checked_at < self.refresh_interval:
+                return
+            self._checked_at = self.clock()
+            try:
+                generation = self.store.generation()
+                if generation != self._generation:
+                    sequences = self.store.sequences()
+                    new, offset = self.store.revocations_since(self._revocation_offset)
+                    self._sequences = sequences
+                    self._revoked.update(new)
+                    self._revocation_offset = offset
+                    self._generation = generation
+            except StoreUnavailableError as e:
+                if self.store_error is None:
+                    logger.warning("store unreachable, serving cached state: %s", e.message)
+                self.store_error = e.message
+                return
+            if self.store_error is not None:
+                logger.info("store reachable again")
+                self.store_error = None
+
+    def channel_names(self) -> list[str]:
+        self.refresh()
+        return sorted(self._sequences)
+
+    def channel(self, name: str) -> tuple[int, Channel] | None:
+        """The current (sequence, compiled channel), or None when no such channel exists.
+
+        Raises StoreUnavailableError only when the channel was never loaded and the store is down.
+        """
+        self.refresh()
+        sequence = self._sequences.get(name)
+        compiled = self._compiled.get(name)
+        if sequence is None:
+            if self._generation is None and self.store_error is not None:
+                raise StoreUnavailableError(self.store_error)
+            return None
+        if compiled is not None and compiled[0] >= sequence:
+            return compiled
+        with self._lock:
+            try:
+                record = self.store.get_channel(name)
+            except StoreUnavailableError:
+                if compiled is not None:
+                    return compiled
+                raise
+            if record is None:
+                return None
+            compiled = (record.sequence, channel_from_document(record.document, filename=name))
+            self._compiled[name] = compiled
+            return compiled
+
+    def is_revoked(self, jti: str) -> bool:
+        self.refresh()
+        return jti in self._revoked

@@ -1,0 +1,99 @@
+"""The per-process cache of verified licenses: fast, and never wrong about expiry or revocation."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import pytest
+
+from deployd.errors import LicenseError
+from deployd.keys import KeyRing
+from deployd.license_cache import CachedLicenseVerifier
+from deployd.licenses import LicenseVerifier
+from tests.factories import make_license_kit
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def kit(tmp_path):
+    return make_license_kit(tmp_path)
+
+
+@pytest.fixture
+def revoked():
+    return set()
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def cached(kit, revoked, clock):
+    verifier = LicenseVerifier(
+        KeyRing.from_dir(kit.keys_dir), leeway=30, is_revoked=revoked.__contains__
+    )
+    return CachedLicenseVerifier(verifier, maxsize=3, clock=clock)
+
+
+def test_second_check_is_a_hit_with_the_same_result(cached, kit):
+    token = kit.issue()
+    first = cached.verify(token)
+    second = cached.verify(token)
+    assert first == second
+    assert (cached.misses, cached.hits) == (1, 1)
+
+
+def test_a_hit_never_outlives_exp(kit):
+    verifier = LicenseVerifier(KeyRing.from_dir(kit.keys_dir), leeway=0)
+    cached = CachedLicenseVerifier(verifier)
+    token = kit.issue(expires_in=timedelta(seconds=1))
+    cached.verify(token)
+    time.sleep(2.05)
+    with pytest.raises(LicenseError) as e:
+        cached.verify(token)
+    assert e.value.code == "expired"
+    assert cached.hits == 0
+
+
+def test_an_entry_past_exp_is_not_answered_from_memory(cached, kit, clock):
+    token = kit.issue(expires_in=timedelta(seconds=60))
+    cached.verify(token)
+    clock.now += 60 + 31  # past exp and the 30 s leeway, as far as the cache can tell
+    cached.verify(token)
+    assert (cached.hits, cached.misses) == (0, 2)
+
+
+def test_revocation_applies_to_cached_licenses(cached, kit, revoked):
+    token = kit.issue()
+    license = cached.verify(token)
+    revoked.add(license.jti)
+    with pytest.raises(LicenseError) as e:
+        cached.verify(token)
+    assert e.value.code == "revoked"
+
+
+def test_failures_are_not_cached(cached):
+    for _ in range(2):
+        with pytest.raises(LicenseError):
+            cached.verify("not-a-token")
+    assert len(cached) == 0
+    assert cached.misses == 2
+
+
+def test_size_is_bounded(cached, kit):
+    tokens = [kit.issue(customer=f"c{i}") for i in range(5)]
+    for token in tokens:
+        cached.verify(token)
+    assert len(cached) == 3
+    cached.verify(tokens[-1])
+    assert cached.hits == 1
