@@ -1,0 +1,91 @@
+"""Rate limits per license and per client address that hold across workers without a Redis trip
+per request.
+
+Each process counts requests locally and, at most once per `sync_interval`, adds its counts to the
+shared per-minute counters in the store in one batch and reads back the totals. A key is refused
+when the last known total plus what this process has counted since exceeds the limit, so a fleet of
+workers enforces one limit, overshooting by at most one sync interval's worth of requests.
+When the store is unreachable the limiter fails open (and says so once in the log): limits protect
+the service, they must not take it down.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Mapping
+
+from deployd.errors import RateLimitedError, StoreUnavailableError
+
+logger = logging.getLogger(__name__)
+
+WINDOW_SECONDS = 60
+
+# (window number, {key: increment}) -> {key: total in that window after adding}
+AddCounts = Callable[[int, Mapping[str, int]], Mapping[str, int]]
+
+
+class RateLimiter:
+    def __init__(
+        self,
+        add_counts: AddCounts,
+        *,
+        limit: int,
+        sync_interval: float = 0.5,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.add_counts = add_counts
+        self.limit = limit
+        self.sync_interval = sync_interval
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._window = -1
+        self._pending: dict[str, int] = {}
+        self._totals: dict[str, int] = {}
+        self._synced_at = float("-inf")
+        self._failing = False
+
+    def hit(self, *keys: str) -> None:
+        """Count one request for each key; raise RateLimitedError when any is over the limit."""
+        now = self.clock()
+        window = int(now // WINDOW_SECONDS)
+        with self._lock:
+            if window != self._window:
+                self._window, self._pending, self._totals = window, {}, {}
+            for key in keys:
+                count = self._totals.get(key, 0) + self._pending.get(key, 0)
+                if count >= self.limit:
+                    retry_after = math.ceil((window + 1) * WINDOW_SECONDS - now)
+                    raise RateLimitedError(
+                        f"too many requests: at most {self.limit} a minute; retry in"
+                        f" {retry_after} s",
+                        retry_after=max(1, retry_after),
+                    )
+            for key in keys:
+                self._pending[key] = self._pending.get(key, 0) + 1
+            due = now - self._synced_at >= self.sync_interval
+        if due:
+            self.sync()
+
+    def sync(self) -> None:
+        """Push this process's counts to the store and learn everyone's totals."""
+        with self._lock:
+            window, pending = self._window, self._pending
+            self._pending = {}
+            self._synced_at = self.clock()
+        if not pending:
+            return
+        try:
+            totals = self.add_counts(window, pending)
+        except StoreUnavailableError as e:
+            if not self._failing:
+                logger.warning("rate limits not shared while the store is unreachable: %s", e)
+                self._failing = True
+            totals = {key: self._totals.get(key, 0) + n for key, n in pending.items()}
+        else:
+            self._failing = False
+        with self._lock:
+            if window == self._window:
+                self._totals.update(totals)
