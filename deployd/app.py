@@ -7,6 +7,7 @@ import re
 import uuid
 
 from flask import Flask, g, request
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from deployd.api import channels, errors, licenses, meta, operator
 from deployd.config import Settings, settings_from_env
@@ -29,6 +30,9 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
 
             seed_store(store, settings.channels_dir)
     app = Flask(__name__)
+    if settings.trusted_proxies:
+        # Behind N reverse proxies, the client address is the Nth from the right of X-Forwarded-For.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies)  # type: ignore[method-assign]
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
     app.extensions["deployd"] = build_services(settings, store)

@@ -64,8 +64,10 @@ class Settings:
     spec_expiry_windows: int = 3
     refresh_interval: float = 0.5
     max_body_bytes: int = 1_048_576
-    rate_limit_per_minute: int = 120
+    rate_limit_per_minute: int = 60
+    rate_limit_per_address_per_minute: int = 1200
     rate_limit_enabled: bool = True
+    trusted_proxies: int = 0
     license_cache_size: int = 10_000
     log_level: str = "INFO"
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -95,7 +97,12 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "DEPLOYD_REFRESH_INTERVAL": ("refresh_interval", _positive_float),
     "DEPLOYD_MAX_BODY_BYTES": ("max_body_bytes", _positive_int),
     "DEPLOYD_RATE_LIMIT_PER_MINUTE": ("rate_limit_per_minute", _positive_int),
+    "DEPLOYD_RATE_LIMIT_PER_ADDRESS_PER_MINUTE": (
+        "rate_limit_per_address_per_minute",
+        _positive_int,
+    ),
     "DEPLOYD_RATE_LIMIT": ("rate_limit_enabled", _bool),
+    "DEPLOYD_TRUSTED_PROXIES": ("trusted_proxies", int),
     "DEPLOYD_LICENSE_CACHE_SIZE": ("license_cache_size", _positive_int),
     "DEPLOYD_LOG_LEVEL": ("log_level", str),
 }

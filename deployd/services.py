@@ -14,6 +14,7 @@ from deployd.errors import ConfigError
 from deployd.keys import KeyRing
 from deployd.license_cache import CachedLicenseVerifier
 from deployd.licenses import LicenseVerifier, VerifiedLicense
+from deployd.ratelimit import RateLimiter
 from deployd.signing import SpecSigner, key_id_for, load_public_key_file, public_jwk
 from deployd.specs import SpecCache
 from deployd.state import ServerState
@@ -32,6 +33,18 @@ class Services:
     signer: SpecSigner
     specs: SpecCache
     extra_spec_keys: dict[str, Any] = field(default_factory=dict)
+    license_limiter: RateLimiter | None = None
+    address_limiter: RateLimiter | None = None
+
+    def limit_address(self, address: str | None) -> None:
+        """Count a request from `address`; raise RateLimitedError past the per-address limit."""
+        if self.address_limiter is not None:
+            self.address_limiter.hit(f"addr:{address or '-'}")
+
+    def limit_license(self, license: VerifiedLicense) -> None:
+        """Count a request made with `license`; raise RateLimitedError past its limit."""
+        if self.license_limiter is not None:
+            self.license_limiter.hit(f"license:{license.jti}")
 
     def verify_license(self, unverified_token: str) -> VerifiedLicense:
         return self.verifier.verify(unverified_token)
@@ -80,7 +93,16 @@ def build_services(settings: Settings, store: Store) -> Services:
         window_seconds=settings.spec_window_seconds,
         expiry_windows=settings.spec_expiry_windows,
     )
-    return Services(settings, store, state, keyring, verifier, signer, specs, extra)
+    services = Services(settings, store, state, keyring, verifier, signer, specs, extra)
+    if settings.rate_limit_enabled:
+        sync = settings.refresh_interval
+        services.license_limiter = RateLimiter(
+            store.add_counts, limit=settings.rate_limit_per_minute, sync_interval=sync
+        )
+        services.address_limiter = RateLimiter(
+            store.add_counts, limit=settings.rate_limit_per_address_per_minute, sync_interval=sync
+        )
+    return services
 
 
 def services() -> Services:

@@ -12,6 +12,7 @@ bp = Blueprint("licenses", __name__)
 
 @bp.post("/api/v1/licenses/validate")
 def validate() -> Response:
+    services().limit_address(request.remote_addr)
     payload = request.get_json(silent=True)
     if not isinstance(payload, dict):
         raise BadRequestError('body must be a JSON object like {"license": "<token>"}')

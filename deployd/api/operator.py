@@ -29,6 +29,7 @@ def pinned_spec(release_id: str) -> Response:
 
 def _serve_spec(*, pinned: str | None) -> Response:
     deployd = services()
+    deployd.limit_address(request.remote_addr)
     asked = request.args.get("channel") or None
     unverified_license = license_from_request(request)
     if unverified_license is None:
@@ -42,6 +43,7 @@ def _serve_spec(*, pinned: str | None) -> Response:
         name, license_id = anonymous, None
     else:
         license = deployd.verify_license(unverified_license)
+        deployd.limit_license(license)
         name = asked or license.channel
         if not license.may_read(name):
             raise LicenseError("channel_not_allowed", f"this license may not read channel {name!r}")
