@@ -12,9 +12,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from deployd.cli.main import main
-from deployd.config import ENVIRONMENT
+from deployd.config import ENVIRONMENT, Settings, settings_from_env
+from deployd.errors import LicenseError
 from deployd.keys import KeyRing
 from deployd.licenses import LicenseVerifier, issue_license
+from deployd.store import open_store
 
 
 @pytest.fixture(autouse=True)
@@ -272,3 +274,47 @@ def test_no_output_or_log_but_issue_stdout_ever_contains_the_license(
     for text in leaks:
         assert unverified_token not in text
         assert unverified_token.split(".")[2] not in text
+
+
+# license revoke
+
+
+def test_license_revoke_records_the_revocation_in_redis(redis_server, real_redis, keys_dir, capsys):
+    unverified_token = issue(capsys, keys_dir).strip()
+    jti = verify(keys_dir, unverified_token).jti
+    revoke = ["license", "revoke", jti, "--reason", "refunded", "--redis-url", redis_server.url]
+    assert main(revoke) == 0
+    assert capsys.readouterr().out == f"revoked license {jti}\n"
+
+    store = open_store(Settings(redis_url=redis_server.url))
+    assert store.is_revoked(jti)
+    with pytest.raises(LicenseError) as raised:
+        verify(keys_dir, unverified_token, is_revoked=store.is_revoked)
+    assert raised.value.code == "revoked"
+
+    assert main(revoke) == 0
+    assert capsys.readouterr().out == f"license {jti} was already revoked\n"
+
+
+def test_license_revoke_finds_redis_in_the_environment(
+    redis_server, real_redis, monkeypatch, capsys
+):
+    monkeypatch.setenv("REDIS_URL", redis_server.url)
+    assert main(["license", "revoke", "0123abcd"]) == 0
+    assert open_store(settings_from_env()).is_revoked("0123abcd")
+
+
+def test_license_revoke_refuses_to_revoke_into_a_store_that_forgets(capsys):
+    assert main(["license", "revoke", "0123abcd"]) == 1
+    assert "pass --redis-url or set REDIS_URL" in capsys.readouterr().err
+
+
+def test_license_revoke_reports_an_unreachable_store(capsys):
+    assert main(["license", "revoke", "0123abcd", "--redis-url", "redis://127.0.0.1:1/0"]) == 1
+    assert capsys.readouterr().err.startswith("deployd: error: ")
+
+
+@pytest.mark.parametrize("jti", ["", "   ", "x" * 129, "tab\there"])
+def test_license_revoke_refuses_what_is_no_license_id(capsys, jti):
+    assert main(["license", "revoke", jti, "--redis-url", "redis://127.0.0.1:1/0"]) == 1
+    assert "not a license id" in capsys.readouterr().err
