@@ -1,0 +1,120 @@
+"""End to end: gunicorn workers on Redis, asked over real HTTP the way the W&B operator asks."""
+
+from __future__ import annotations
+
+import time
+
+import jwt
+import pytest
+import requests
+
+from deployd.channels import parse_channel_text
+from deployd.keys import generate_private_key
+from deployd.publishing import publish_channel, seed_store
+from deployd.signing import write_key_pair
+from deployd.store.redis import RedisStore
+from tests.e2e.gunicorn_server import GunicornServer
+from tests.factories import CHANNEL_YAML, make_license_kit, write_channels
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def served(tmp_path, real_redis, redis_server):
+    kit = make_license_kit(tmp_path)
+    signing_key, _ = write_key_pair(generate_private_key("EdDSA"), tmp_path / "signing", "spec-1")
+    store = RedisStore.from_url(redis_server.url)
+    seed_store(store, write_channels(tmp_path / "channels"))
+    server = GunicornServer(
+        {
+            "REDIS_URL": redis_server.url,
+            "DEPLOYD_KEYS_DIR": str(kit.keys_dir),
+            "DEPLOYD_SIGNING_KEY": str(signing_key),
+            "DEPLOYD_REFRESH_INTERVAL": "0.2",
+        },
+        workers=3,
+    )
+    server.start(tmp_path)
+    try:
+        yield server, kit, store
+    finally:
+        server.stop()
+
+
+def test_operator_poll_over_gunicorn(served):
+    server, kit, _ = served
+    license = kit.issue(channel="stable")
+    response = requests.get(
+        server.url + "/api/v1/operator/channel", auth=("license", license), timeout=5
+    )
+    assert response.status_code == 200
+    spec = response.json()
+    assert spec["metadata"]["release"] == "1.2.0"
+    assert all(isinstance(v, str) for v in spec["metadata"].values())
+    # The signature verifies against the key the server publishes in its JWKS.
+    jwks = requests.get(server.url + "/.well-known/jwks.json", timeout=5).json()
+    spec_key = next(k for k in jwks["keys"] if k["deployd_role"] == "spec")
+    assert spec_key["kid"] == "spec-1"
+    public = jwt.PyJWK(spec_key).key
+    from deployd.signing import verify_signature
+
+    assert verify_signature(
+        response.headers["Deployd-Signature"], response.content, {"spec-1": public}
+    )
+    again = requests.get(
+        server.url + "/api/v1/operator/channel",
+        auth=("license", license),
+        headers={"If-None-Match": response.headers["ETag"]},
+        timeout=5,
+    )
+    assert again.status_code == 304
+
+
+def test_errors_are_json_over_gunicorn(served):
+    server, _, _ = served
+    response = requests.get(server.url + "/api/v1/operator/channel", timeout=5)
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "missing"
+    big = requests.get(
+        server.url + "/api/v1/operator/channel",
+        headers={"Authorization": "Bearer " + "x" * 20_000},
+        timeout=5,
+    )
+    assert big.status_code == 431
+    assert big.json()["error"]["code"] == "header_too_large"
+
+
+def _poll_until(predicate, timeout: float) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if predicate():
+            return time.monotonic() - start
+        time.sleep(0.05)
+    raise AssertionError(f"not seen within {timeout} s")
+
+
+def test_publish_and_revocation_reach_every_worker_within_two_seconds(served):
+    server, kit, store = served
+    license = kit.issue(channel="stable")
+    session = requests.Session()
+
+    def releases_seen() -> set[str]:
+        # New connections spread over the workers; 12 requests reach all 3 with high probability.
+        seen = set()
+        for _ in range(12):
+            r = requests.get(
+                server.url + "/api/v1/operator/channel", auth=("license", license), timeout=5
+            )
+            seen.add(r.json()["metadata"]["release"] if r.status_code == 200 else r.status_code)
+        return seen
+
+    assert releases_seen() == {"1.2.0"}
+    text = CHANNEL_YAML.format(name="stable") + "  - version: 1.3.0\n    chart: {version: 0.13.0}\n"
+    publish_channel(
+        store, parse_channel_text(text, filename="stable.yaml"), source=text, publisher="e2e"
+    )
+    _poll_until(lambda: releases_seen() == {"1.3.0"}, timeout=2.0)
+
+    store.revoke(jwt.decode(license, options={"verify_signature": False})["jti"], reason="e2e")
+    _poll_until(lambda: releases_seen() == {403}, timeout=2.0)
+    session.close()
