@@ -45,7 +45,7 @@ def b64url_decode(text: str) -> bytes:
 def key_id_for(path: str | os.PathLike[str]) -> str:
     """The key id a key file stands for: its file name without the extension."""
     kid = Path(path).stem
-    if not KEY_ID.match(kid):
+    if not KEY_ID.fullmatch(kid):
         raise KeyFileError(f"{Path(path).name}: key id {kid!r} must match {KEY_ID.pattern}")
     return kid
 
@@ -91,7 +91,7 @@ def load_public_key_file(path: str | os.PathLike[str]):
 
 
 def write_key_pair(private_key, directory: str | os.PathLike[str], kid: str) -> tuple[Path, Path]:
-    """Write `kid.key` (PKCS#8 PEM, mode 0600, never overwritten) and `kid.pub` into `directory`."""
+    """Write `kid.key` (PKCS#8 PEM, mode 0600) and `kid.pub` into `directory`; overwrite neither."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     key_path, pub_path = directory / f"{kid}.key", directory / f"{kid}.pub"
@@ -103,11 +103,11 @@ def write_key_pair(private_key, directory: str | os.PathLike[str], kid: str) -> 
     fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(pem)
-    pub_path.write_bytes(
-        private_key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
+    public_pem = private_key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
+    with open(pub_path, "xb") as f:
+        f.write(public_pem)
     return key_path, pub_path
 
 
