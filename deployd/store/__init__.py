@@ -1,16 +1,19 @@
 """Where channels, their history and revocations live: Redis in production, memory for development.
 
 Both stores keep the same promises (tests/store runs one suite against each): a publish is one
-atomic step, history only grows, and a reader sees a complete old or complete new channel.
+atomic step, history only grows, and a reader sees a complete old or complete new channel. Both
+keep records as JSON, so what one accepts and gives back the other does too.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
 from deployd.config import Settings
+from deployd.timestamps import utc_now
 
 
 @dataclass(frozen=True)
@@ -27,20 +30,19 @@ class ChannelRecord:
     summary: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "sequence": self.sequence,
-            "document": self.document,
-            "source": self.source,
-            "digest": self.digest,
-            "published_at": self.published_at,
-            "publisher": self.publisher,
-            "summary": self.summary,
-        }
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ChannelRecord:
-        return cls(**{key: data[key] for key in cls.__dataclass_fields__})
+        return cls(**{f.name: data[f.name] for f in fields(cls)})
+
+    def to_json(self) -> str:
+        """Compact JSON; raises ValueError/TypeError when the document is not plain JSON data."""
+        return json.dumps(self.to_dict(), separators=(",", ":"), allow_nan=False)
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> ChannelRecord:
+        return cls.from_dict(json.loads(raw))
 
 
 class Store(Protocol):
@@ -50,7 +52,8 @@ class Store(Protocol):
     def sequences(self) -> dict[str, int]:
         """Every channel's current sequence."""
 
-    def get_channel(self, name: str) -> ChannelRecord | None: ...
+    def get_channel(self, name: str) -> ChannelRecord | None:
+        """The channel's current record (complete, never half-written), or None."""
 
     def publish(
         self,
@@ -67,13 +70,15 @@ class Store(Protocol):
 
         The sequence goes up by one, history gains the record and the generation moves.
         With `expected_sequence` (0 for a new channel), raise PreconditionFailedError when the
-        channel is no longer at that sequence.
+        channel is no longer at that sequence; without it, concurrent publishes all land, each
+        with its own sequence.
         """
 
     def history(self, name: str) -> list[ChannelRecord]:
-        """Every published version, oldest first."""
+        """Every published version, oldest first (empty for an unknown channel)."""
 
-    def history_entry(self, name: str, sequence: int) -> ChannelRecord | None: ...
+    def history_entry(self, name: str, sequence: int) -> ChannelRecord | None:
+        """The record published as `sequence`, or None."""
 
     def revoke(self, jti: str, *, reason: str = "", by: str = "") -> bool:
         """Record a revocation; False when the license was already revoked."""
@@ -81,7 +86,10 @@ class Store(Protocol):
     def is_revoked(self, jti: str) -> bool: ...
 
     def revocations_since(self, offset: int) -> tuple[list[str], int]:
-        """License ids revoked after position `offset` of the revocation log, and the new offset."""
+        """License ids revoked after position `offset` of the revocation log, and the new offset.
+
+        Start at 0 and pass back the offset returned to read only what is new.
+        """
 
     def generation(self) -> int:
         """A counter that moves on every publish and revocation."""
@@ -99,3 +107,14 @@ def open_store(settings: Settings) -> Store:
     from deployd.store.memory import MemoryStore
 
     return MemoryStore()
+
+
+def check_offset(offset: int) -> None:
+    """Refuse a revocation-log offset that no read ever returned."""
+    if offset < 0:
+        raise ValueError(f"revocation log offset must be 0 or more, not {offset}")
+
+
+def revocation_entry(reason: str, by: str) -> str:
+    """What is kept about one revocation: JSON {revokedAt, reason, by}."""
+    return json.dumps({"revokedAt": utc_now(), "reason": reason, "by": by})

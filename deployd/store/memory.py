@@ -1,22 +1,27 @@
-"""The embedded store: one process's memory (the development default; nothing is shared)."""
+"""The embedded store: one process's memory (the development default; nothing is shared).
+
+Records are kept as JSON text, as Redis keeps them: a caller that changes a returned document
+changes only its own copy, and a document Redis would refuse is refused here too.
+"""
 
 from __future__ import annotations
 
-import copy
 import threading
 from collections.abc import Mapping
 from typing import Any
 
 from deployd.errors import PreconditionFailedError
-from deployd.store import ChannelRecord
+from deployd.store import ChannelRecord, check_offset, revocation_entry
 from deployd.timestamps import utc_now
 
 
 class MemoryStore:
+    """Thread-safe; every method holds one lock, so each is atomic."""
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._history: dict[str, list[ChannelRecord]] = {}
-        self._revoked: dict[str, dict[str, str]] = {}
+        self._history: dict[str, list[str]] = {}  # name -> JSON records, index = sequence - 1
+        self._revoked: dict[str, str] = {}  # jti -> JSON {revokedAt, reason, by}
         self._revocation_log: list[str] = []
         self._generation = 0
         self._counts: dict[tuple[int, str], int] = {}
@@ -26,11 +31,13 @@ class MemoryStore:
 
     def sequences(self) -> dict[str, int]:
         with self._lock:
-            return {name: records[-1].sequence for name, records in self._history.items()}
+            return {name: len(records) for name, records in self._history.items()}
 
     def get_channel(self, name: str) -> ChannelRecord | None:
-        records = self._history.get(name)
-        return records[-1] if records else None
+        with self._lock:
+            records = self._history.get(name)
+            raw = records[-1] if records else None
+        return ChannelRecord.from_json(raw) if raw else None
 
     def publish(
         self,
@@ -44,51 +51,58 @@ class MemoryStore:
         expected_sequence: int | None = None,
     ) -> ChannelRecord:
         with self._lock:
-            records = self._history.get(name, [])
-            current = records[-1].sequence if records else 0
+            current = len(self._history.get(name, ()))
             if expected_sequence is not None and expected_sequence != current:
                 raise PreconditionFailedError(
                     f"channel {name!r} is at sequence {current}, not {expected_sequence}"
                 )
-            record = ChannelRecord(
+            payload = ChannelRecord(
                 name=name,
                 sequence=current + 1,
-                document=copy.deepcopy(document),
+                document=document,
                 source=source,
                 digest=digest,
                 published_at=utc_now(),
                 publisher=publisher,
                 summary=summary,
-            )
-            self._history[name] = [*records, record]
+            ).to_json()
+            self._history.setdefault(name, []).append(payload)
             self._generation += 1
-            return record
+        return ChannelRecord.from_json(payload)
 
     def history(self, name: str) -> list[ChannelRecord]:
-        return list(self._history.get(name, []))
+        with self._lock:
+            records = list(self._history.get(name, ()))
+        return [ChannelRecord.from_json(raw) for raw in records]
 
     def history_entry(self, name: str, sequence: int) -> ChannelRecord | None:
-        records = self._history.get(name, [])
-        return records[sequence - 1] if 1 <= sequence <= len(records) else None
+        with self._lock:
+            records = self._history.get(name, [])
+            raw = records[sequence - 1] if 1 <= sequence <= len(records) else None
+        return ChannelRecord.from_json(raw) if raw else None
 
     def revoke(self, jti: str, *, reason: str = "", by: str = "") -> bool:
+        entry = revocation_entry(reason, by)
         with self._lock:
             if jti in self._revoked:
                 return False
-            self._revoked[jti] = {"revokedAt": utc_now(), "reason": reason, "by": by}
+            self._revoked[jti] = entry
             self._revocation_log.append(jti)
             self._generation += 1
             return True
 
     def is_revoked(self, jti: str) -> bool:
-        return jti in self._revoked
+        with self._lock:
+            return jti in self._revoked
 
     def revocations_since(self, offset: int) -> tuple[list[str], int]:
+        check_offset(offset)
         with self._lock:
-            return self._revocation_log[offset:], len(self._revocation_log)
+            return self._revocation_log[offset:], max(offset, len(self._revocation_log))
 
     def generation(self) -> int:
-        return self._generation
+        with self._lock:
+            return self._generation
 
     def add_counts(self, window: int, increments: Mapping[str, int]) -> dict[str, int]:
         with self._lock:

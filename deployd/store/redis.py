@@ -8,21 +8,25 @@ Keys (all under `prefix`, default ``deployd:``):
   revocations             list  jtis in the order they were revoked (read incrementally)
   generation              int   moves on every publish and revocation
   ratelimit:<window>      hash  key -> count in that minute (expires after two minutes)
-A publish is one MULTI/EXEC transaction guarded by WATCH on the channel's sequence, so readers see
-a complete old or complete new record and concurrent publishers never lose an update.
+and the pub/sub channel `changes`, told of every publish and revocation.
+
+A publish is one MULTI/EXEC transaction guarded by WATCH on the channel's current record, so
+readers see a complete old or complete new record and concurrent publishers never lose an update.
+Every redis-py error becomes StoreUnavailableError; messages name the server, never its password.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
-from deployd.errors import PreconditionFailedError, StoreUnavailableError
-from deployd.store import ChannelRecord
+from deployd.errors import ConfigError, PreconditionFailedError, StoreUnavailableError
+from deployd.store import ChannelRecord, check_offset, revocation_entry
 from deployd.timestamps import utc_now
 
 CHANNELS = "channels"
@@ -35,35 +39,67 @@ RATELIMIT = "ratelimit:"
 # Workers may listen here to learn of a change at once; they also poll `generation`.
 CHANGES_TOPIC = "changes"
 
+CONNECT_TIMEOUT_SECONDS = 1.0
+READ_TIMEOUT_SECONDS = 2.0
+HEALTH_CHECK_SECONDS = 15
+
 T = TypeVar("T")
 
 
 def masked_url(url: str) -> str:
-    """`url` with any password replaced by ***, for messages and logs."""
+    """`url` with its password (in the address or a ``password=`` parameter) replaced by ***."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+    netloc = parts.netloc
+    if parts.password is not None:
+        netloc = f"{parts.username or ''}:***@{netloc.rsplit('@', 1)[1]}"
+    query = urlencode(
+        [
+            (key, "***" if key == "password" else value)
+            for key, value in parse_qsl(parts.query, keep_blank_values=True)
+        ],
+        safe="*",
+    )
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+def _server_of(client: redis.Redis) -> str:
+    """host:port/db (or the socket path) of `client`, for messages: never credentials."""
+    kwargs = client.connection_pool.connection_kwargs
+    if "path" in kwargs:
+        return f"unix://{kwargs['path']}"
+    return f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
 
 
 class RedisStore:
-    def __init__(self, client: redis.Redis, *, prefix: str = "deployd:", where: str = "") -> None:
+    """The Store on one Redis database; `prefix` lets several deployments share a database."""
+
+    def __init__(self, client: redis.Redis, *, prefix: str = "deployd:") -> None:
         self.client = client
         self.prefix = prefix
-        self.where = where or "redis"
+        self.server = _server_of(client)
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str = "deployd:") -> RedisStore:
-        client = redis.Redis.from_url(
-            url,
-            socket_connect_timeout=1.0,
-            socket_timeout=2.0,
-            health_check_interval=15,
-            retry_on_timeout=False,
-        )
-        return cls(client, prefix=prefix, where=masked_url(url))
+        """A store on `url` (redis://, rediss:// or unix://) that fails fast when Redis is away.
+
+        Connecting gives up after 1 s and a reply is awaited 2 s; a broken connection is retried
+        once at once (a restarted Redis), then the call raises StoreUnavailableError.
+        """
+        try:
+            client = redis.Redis.from_url(
+                url,
+                socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
+                socket_timeout=READ_TIMEOUT_SECONDS,
+                health_check_interval=HEALTH_CHECK_SECONDS,
+                retry=Retry(NoBackoff(), 1),
+            )
+        except ValueError as e:
+            raise ConfigError(f"not a usable Redis URL: {masked_url(url)}: {e}") from e
+        return cls(client, prefix=prefix)
+
+    def close(self) -> None:
+        """Close the client's connections."""
+        self.client.close()
 
     def _key(self, *parts: str) -> str:
         return self.prefix + "".join(parts)
@@ -72,7 +108,7 @@ class RedisStore:
         try:
             return action()
         except redis.RedisError as e:
-            raise StoreUnavailableError(f"{what}: Redis at {self.where} failed: {e}") from e
+            raise StoreUnavailableError(f"{what}: Redis at {self.server} failed: {e}") from e
 
     def ping(self) -> None:
         self._call("ping", self.client.ping)
@@ -83,7 +119,7 @@ class RedisStore:
 
     def get_channel(self, name: str) -> ChannelRecord | None:
         raw = self._call("read channel", lambda: self.client.get(self._key(CHANNEL, name)))
-        return ChannelRecord.from_dict(json.loads(raw)) if raw else None
+        return ChannelRecord.from_json(raw) if raw else None
 
     def publish(
         self,
@@ -100,6 +136,8 @@ class RedisStore:
         history_key = self._key(HISTORY, name)
 
         def transaction(pipe: redis.client.Pipeline) -> ChannelRecord:
+            # Every publish of this channel rewrites `current_key` in the same EXEC as the
+            # sequence, so watching that one key is enough and other channels never interfere.
             current = int(pipe.hget(channels, name) or 0)
             if expected_sequence is not None and expected_sequence != current:
                 raise PreconditionFailedError(
@@ -115,7 +153,7 @@ class RedisStore:
                 publisher=publisher,
                 summary=summary,
             )
-            payload = json.dumps(record.to_dict(), separators=(",", ":"))
+            payload = record.to_json()
             pipe.multi()
             pipe.hset(channels, name, record.sequence)
             pipe.set(current_key, payload)
@@ -124,33 +162,34 @@ class RedisStore:
             pipe.publish(self._key(CHANGES_TOPIC), f"channel:{name}:{record.sequence}")
             return record
 
-        # WATCH the sequence map: a publisher that lost the race retries from a fresh read, or,
-        # when it asked for a specific sequence, fails with 412 on the retry.
+        # redis-py runs `transaction` again from a fresh read whenever EXEC finds the watched key
+        # changed: without `expected_sequence` the publish then lands on the next sequence, with
+        # it the re-read raises PreconditionFailedError.
         return self._call(
             "publish",
-            lambda: self.client.transaction(transaction, channels, value_from_callable=True),
+            lambda: self.client.transaction(transaction, current_key, value_from_callable=True),
         )
 
     def history(self, name: str) -> list[ChannelRecord]:
         raw = self._call("read history", lambda: self.client.hgetall(self._key(HISTORY, name)))
-        records = [ChannelRecord.from_dict(json.loads(v)) for v in raw.values()]
-        return sorted(records, key=lambda r: r.sequence)
+        return sorted((ChannelRecord.from_json(v) for v in raw.values()), key=lambda r: r.sequence)
 
     def history_entry(self, name: str, sequence: int) -> ChannelRecord | None:
         raw = self._call(
             "read history", lambda: self.client.hget(self._key(HISTORY, name), str(sequence))
         )
-        return ChannelRecord.from_dict(json.loads(raw)) if raw else None
+        return ChannelRecord.from_json(raw) if raw else None
 
     def revoke(self, jti: str, *, reason: str = "", by: str = "") -> bool:
-        entry = json.dumps({"revokedAt": utc_now(), "reason": reason, "by": by})
+        revoked = self._key(REVOKED)
+        entry = revocation_entry(reason, by)
 
         def transaction(pipe: redis.client.Pipeline) -> bool:
-            if pipe.hexists(self._key(REVOKED), jti):
+            if pipe.hexists(revoked, jti):
                 pipe.multi()
                 return False
             pipe.multi()
-            pipe.hset(self._key(REVOKED), jti, entry)
+            pipe.hset(revoked, jti, entry)
             pipe.rpush(self._key(REVOCATIONS), jti)
             pipe.incr(self._key(GENERATION))
             pipe.publish(self._key(CHANGES_TOPIC), "revocation")
@@ -158,9 +197,7 @@ class RedisStore:
 
         return self._call(
             "revoke",
-            lambda: self.client.transaction(
-                transaction, self._key(REVOKED), value_from_callable=True
-            ),
+            lambda: self.client.transaction(transaction, revoked, value_from_callable=True),
         )
 
     def is_revoked(self, jti: str) -> bool:
@@ -169,6 +206,7 @@ class RedisStore:
         )
 
     def revocations_since(self, offset: int) -> tuple[list[str], int]:
+        check_offset(offset)
         raw = self._call(
             "read revocations", lambda: self.client.lrange(self._key(REVOCATIONS), offset, -1)
         )

@@ -1,0 +1,1 @@
+from tests.store.backends import store  # noqa: F401  (fixture)
