@@ -1,7 +1,8 @@
 """Fetching over HTTP: the only client module that touches the network.
 
 Limits are enforced while the body streams in (declared length, bytes read, total time), so an
-oversized or endless answer costs at most `max_body_bytes` of memory and `total_timeout` seconds.
+oversized or endless answer costs at most `max_body_bytes` of memory and about `total_timeout`
+seconds (the clock is checked between reads; one read waits at most `read_timeout`).
 Redirects are not followed: the license must go only to the configured server.
 """
 
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import requests
+import urllib3
 
 from deployd.client.errors import FetchError
 
@@ -77,14 +79,10 @@ class HttpFetcher:
                     raise _oversize(self.max_body_bytes, response.status_code)
                 chunks: list[bytes] = []
                 size = 0
-                for chunk in response.iter_content(CHUNK_BYTES):
+                while chunk := self._read_some(response.raw, deadline):
                     size += len(chunk)
                     if size > self.max_body_bytes:
                         raise _oversize(self.max_body_bytes, response.status_code)
-                    if self.clock() > deadline:
-                        raise FetchError(
-                            "timeout", f"the answer took longer than {self.total_timeout:g}s"
-                        )
                     chunks.append(chunk)
                 return HttpResponse(response.status_code, received, b"".join(chunks))
         except requests.exceptions.SSLError as e:
@@ -93,6 +91,18 @@ class HttpFetcher:
             raise FetchError("timeout", f"the server did not answer in time: {_reason(e)}") from e
         except requests.exceptions.RequestException as e:
             raise FetchError("unreachable", f"cannot reach the server: {_reason(e)}") from e
+
+    def _read_some(self, raw: urllib3.response.BaseHTTPResponse, deadline: float) -> bytes:
+        # read1 returns as soon as any bytes arrive, so a server dripping one byte at a time
+        # cannot hold the client past `total_timeout` (a full-size read would wait for all).
+        if self.clock() > deadline:
+            raise FetchError("timeout", f"the answer took longer than {self.total_timeout:g}s")
+        try:
+            return raw.read1(CHUNK_BYTES, decode_content=True)
+        except urllib3.exceptions.ReadTimeoutError as e:
+            raise FetchError("timeout", f"the server stopped sending: {_reason(e)}") from e
+        except (urllib3.exceptions.HTTPError, OSError) as e:
+            raise FetchError("unreachable", f"the answer was cut off: {_reason(e)}") from e
 
     def close(self) -> None:
         self.session.close()

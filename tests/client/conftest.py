@@ -1,9 +1,19 @@
 from __future__ import annotations
 
+import warnings
+
 import pytest
 
-from deployd.client.config import ClientConfig
+# Hypothesis imports this module only to report a failure; under filterwarnings=error a
+# DeprecationWarning from one of its imports (mypy_extensions) would turn a plain test failure
+# into an INTERNALERROR. Importing it once here, with that warning silenced, keeps failures legible.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import hypothesis.extra._patching  # noqa: F401
+
+from deployd.client.config import ClientConfig, load_trusted_keys
 from tests.client.faultserver import FaultServer
+from tests.client.live import LiveServer
 from tests.client.specs import SpecKey
 
 # Tiny intervals and backoff so loops run in milliseconds; timeouts short but not flaky.
@@ -44,5 +54,29 @@ def make_config(tmp_path, signer):
         fields = {**FAST, "trusted_keys": signer.trusted, "cache_dir": tmp_path / "cache"}
         fields.update(overrides)
         return ClientConfig(**fields)
+
+    return make
+
+
+@pytest.fixture
+def live(tmp_path):
+    """The real server on loopback (embedded store, dev signing key in its state dir)."""
+    server = LiveServer(tmp_path / "server")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def live_config(make_config, live):
+    """A fast ClientConfig pointed at the live server, trusting its signing key."""
+
+    def make(**overrides):
+        fields = {
+            "server": live.url,
+            "license": live.license,
+            "trusted_keys": load_trusted_keys([live.signing_key]),
+        }
+        fields.update(overrides)
+        return make_config(**fields)
 
     return make

@@ -36,6 +36,16 @@ def mappings(leaves):
 
 VALUES = mappings(SCALARS)
 VALUES_WITH_NULLS = mappings(st.one_of(SCALARS, st.none()))
+# Values whose every key has one kind in all layers: "x"/"y" always scalars, the rest mappings.
+CONSISTENT = st.recursive(
+    st.dictionaries(st.sampled_from(["x", "y"]), SCALARS, max_size=2),
+    lambda children: st.builds(
+        lambda leaves, nested: {**leaves, **nested},
+        st.dictionaries(st.sampled_from(["x", "y"]), SCALARS, max_size=2),
+        st.dictionaries(st.sampled_from(["a", "b", "global"]), children, max_size=2),
+    ),
+    max_leaves=12,
+)
 CHARTS = st.one_of(st.none(), st.fixed_dictionaries({"name": st.sampled_from(["x", "y", "z"])}))
 
 
@@ -85,18 +95,28 @@ def test_identity_keeps_null_free_values_exactly(values):
     assert merge_specs({"values": values})["values"] == values
 
 
-@given(layers(VALUES), layers(VALUES), layers(VALUES))
-def test_associativity_without_nulls(a, b, c):
+@given(layers(CONSISTENT), layers(CONSISTENT), layers(CONSISTENT))
+def test_associativity_without_nulls_or_kind_changes(a, b, c):
     flat = merge_specs(a, b, c)
     assert merge_specs(merge_specs(a, b), c) == flat
     assert merge_specs(a, merge_specs(b, c)) == flat
 
 
-def test_associativity_does_not_hold_with_nulls():
-    a, b, c = {"values": {"k": 1}}, {"values": {}}, {"values": {"k": None}}
-    assert merge_specs(a, b, c)["values"] == {}
-    # Grouped the other way, c's null only removes k from b, so a's k survives.
-    assert merge_specs(a, merge_specs(b, c))["values"] == {"k": 1}
+@pytest.mark.parametrize(
+    ("a", "b", "c", "flat", "grouped_right"),
+    [
+        # A null in c removes k from b only, when b and c are merged first.
+        ({"k": 1}, {}, {"k": None}, {}, {"k": 1}),
+        # b's scalar wipes a's mapping; grouped first with c it is itself replaced by a mapping,
+        # which then merges into a's mapping instead of replacing it.
+        ({"k": {"x": 0}}, {"k": 0}, {"k": {}}, {"k": {}}, {"k": {"x": 0}}),
+    ],
+)
+def test_where_associativity_does_not_hold(a, b, c, flat, grouped_right):
+    a, b, c = ({"values": v} for v in (a, b, c))
+    assert merge_specs(a, b, c)["values"] == flat
+    assert merge_specs(merge_specs(a, b), c)["values"] == flat
+    assert merge_specs(a, merge_specs(b, c))["values"] == grouped_right
 
 
 @given(VALUES_WITH_NULLS, VALUES_WITH_NULLS)

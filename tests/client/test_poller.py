@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 import threading
 import time
@@ -225,19 +226,30 @@ def test_any_exception_from_a_reconciler_is_a_failure(fault_server, make_config,
     assert result.action is SyncAction.FAILED and result.message == "KeyError: 'chart'"
 
 
-def run_until(poller, reconciler, done, timeout=5.0):
+@contextlib.contextmanager
+def running(poller, reconciler):
+    """Run `poller.run` in a thread for the duration of the block (one run: one start)."""
     stop = threading.Event()
     thread = threading.Thread(target=poller.run, args=(reconciler, stop))
     thread.start()
-    deadline = time.monotonic() + timeout
     try:
-        while not done() and time.monotonic() < deadline:
-            time.sleep(0.01)
+        yield
     finally:
         stop.set()
         thread.join(5)
     assert not thread.is_alive()
-    assert done(), "condition not reached in time"
+
+
+def eventually(condition, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.01)
+
+
+def run_until(poller, reconciler, done, timeout=5.0):
+    with running(poller, reconciler):
+        eventually(done, timeout)
 
 
 def test_run_retries_a_failing_reconciler_with_backoff_until_it_succeeds(
