@@ -12,14 +12,14 @@ and the pub/sub channel `changes`, told of every publish and revocation.
 
 A publish is one MULTI/EXEC transaction guarded by WATCH on the channel's current record, so
 readers see a complete old or complete new record and concurrent publishers never lose an update.
-Every redis-py error becomes StoreUnavailableError; messages name the server, never its password.
+Every redis-py error becomes StoreUnavailableError; messages name the server (host, port and
+database), never the URL, which may carry a password.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
 from redis.backoff import NoBackoff
@@ -46,22 +46,6 @@ HEALTH_CHECK_SECONDS = 15
 T = TypeVar("T")
 
 
-def masked_url(url: str) -> str:
-    """`url` with its password (in the address or a ``password=`` parameter) replaced by ***."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if parts.password is not None:
-        netloc = f"{parts.username or ''}:***@{netloc.rsplit('@', 1)[1]}"
-    query = urlencode(
-        [
-            (key, "***" if key == "password" else value)
-            for key, value in parse_qsl(parts.query, keep_blank_values=True)
-        ],
-        safe="*",
-    )
-    return urlunsplit(parts._replace(netloc=netloc, query=query))
-
-
 def _server_of(client: redis.Redis) -> str:
     """host:port/db (or the socket path) of `client`, for messages: never credentials."""
     kwargs = client.connection_pool.connection_kwargs
@@ -82,8 +66,10 @@ class RedisStore:
     def from_url(cls, url: str, *, prefix: str = "deployd:") -> RedisStore:
         """A store on `url` (redis://, rediss:// or unix://) that fails fast when Redis is away.
 
-        Connecting gives up after 1 s and a reply is awaited 2 s; a broken connection is retried
-        once at once (a restarted Redis), then the call raises StoreUnavailableError.
+        Connecting gives up after 1 s and a reply is awaited 2 s, then the call raises
+        StoreUnavailableError: never retried here, since callers already decide what to do
+        without the store (serve from cache, fail the command) and a retried timeout only doubles
+        the wait. A connection that died while idle in the pool is replaced when next used.
         """
         try:
             client = redis.Redis.from_url(
@@ -91,10 +77,11 @@ class RedisStore:
                 socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
                 socket_timeout=READ_TIMEOUT_SECONDS,
                 health_check_interval=HEALTH_CHECK_SECONDS,
-                retry=Retry(NoBackoff(), 1),
+                retry=Retry(NoBackoff(), 0),
             )
         except ValueError as e:
-            raise ConfigError(f"not a usable Redis URL: {masked_url(url)}: {e}") from e
+            # The URL itself is not repeated: it may carry a password.
+            raise ConfigError(f"not a usable Redis URL: {e}") from e
         return cls(client, prefix=prefix)
 
     def close(self) -> None:
