@@ -63,6 +63,7 @@ class Settings:
     spec_window_seconds: int = 86400
     spec_expiry_windows: int = 3
     refresh_interval: float = 0.5
+    revocation_max_staleness: float = 300.0
     max_body_bytes: int = 1_048_576
     rate_limit_per_minute: int = 60
     rate_limit_per_address_per_minute: int = 1200
@@ -95,6 +96,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "DEPLOYD_SPEC_WINDOW_SECONDS": ("spec_window_seconds", _positive_int),
     "DEPLOYD_SPEC_EXPIRY_WINDOWS": ("spec_expiry_windows", _positive_int),
     "DEPLOYD_REFRESH_INTERVAL": ("refresh_interval", _positive_float),
+    "DEPLOYD_REVOCATION_MAX_STALENESS": ("revocation_max_staleness", _positive_float),
     "DEPLOYD_MAX_BODY_BYTES": ("max_body_bytes", _positive_int),
     "DEPLOYD_RATE_LIMIT_PER_MINUTE": ("rate_limit_per_minute", _positive_int),
     "DEPLOYD_RATE_LIMIT_PER_ADDRESS_PER_MINUTE": (

@@ -77,7 +77,11 @@ def build_services(settings: Settings, store: Store) -> Services:
     if not Path(settings.keys_dir).is_dir():
         raise ConfigError(f"license key directory {settings.keys_dir!r} does not exist")
     keyring = KeyRing.from_dir(settings.keys_dir, retired=settings.retired_key_ids)
-    state = ServerState(store, refresh_interval=settings.refresh_interval)
+    state = ServerState(
+        store,
+        refresh_interval=settings.refresh_interval,
+        revocation_max_staleness=settings.revocation_max_staleness,
+    )
     verifier = CachedLicenseVerifier(
         LicenseVerifier(
             keyring,

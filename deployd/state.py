@@ -3,7 +3,10 @@
 The store is the truth; each process answers from this snapshot and asks the store whether anything
 changed at most once per `refresh_interval` (one cheap read of the generation counter), so the hot
 path costs no store round trip and a publish or revocation is seen within about a second. While the
-store is unreachable the snapshot keeps answering whatever it can.
+store is unreachable the snapshot keeps answering whatever it can, except license checks: the
+revocation list is trusted for `revocation_max_staleness` seconds after the last successful read,
+then `is_revoked` fails closed, so a revocation takes effect within that bound even on a worker
+cut off from the store.
 """
 
 from __future__ import annotations
@@ -26,13 +29,16 @@ class ServerState:
         store: Store,
         *,
         refresh_interval: float = 0.5,
+        revocation_max_staleness: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
         self.refresh_interval = refresh_interval
+        self.revocation_max_staleness = revocation_max_staleness
         self.clock = clock
         self._lock = threading.RLock()
         self._checked_at = float("-inf")
+        self._read_at: float | None = None  # when the store last answered a refresh
         self._generation: int | None = None
         self._sequences: dict[str, int] = {}
         self._compiled: dict[str, tuple[int, Channel]] = {}
@@ -66,6 +72,7 @@ class ServerState:
                     logger.warning("store unreachable, serving cached state: %s", e.message)
                 self.store_error = e.message
                 return
+            self._read_at = self._checked_at
             if self.store_error is not None:
                 logger.info("store reachable again")
                 self.store_error = None
@@ -102,5 +109,17 @@ class ServerState:
             return compiled
 
     def is_revoked(self, jti: str) -> bool:
+        """Whether `jti` is on the revocation list as last read from the store.
+
+        Fails closed: raises StoreUnavailableError when the store is unreachable and the list was
+        never read or was last read more than `revocation_max_staleness` seconds ago.
+        """
         self.refresh()
+        read_at = self._read_at
+        stale = read_at is None or self.clock() - read_at > self.revocation_max_staleness
+        if self.store_error is not None and stale:
+            raise StoreUnavailableError(
+                "licenses cannot be checked: the revocation list has not been refreshed for over"
+                f" {self.revocation_max_staleness:g} s because the store is unreachable"
+            )
         return jti in self._revoked

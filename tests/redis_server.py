@@ -25,6 +25,9 @@ class RedisServer:
     port: int
     directory: str
     process: subprocess.Popen | None = None
+    # Keep data across stop() and start() on the same port (append-only file in `directory`), as
+    # production Redis does.
+    persistent: bool = False
 
     @property
     def url(self) -> str:
@@ -43,7 +46,7 @@ class RedisServer:
                 "--save",
                 "",
                 "--appendonly",
-                "no",
+                "yes" if self.persistent else "no",
                 "--dir",
                 self.directory,
                 "--protected-mode",
