@@ -135,6 +135,7 @@ class Poller:
         self._poll_backoff = Backoff(config.backoff_base, config.backoff_ceiling, self.rng)
         self._reconcile_backoff = Backoff(config.backoff_base, config.backoff_ceiling, self.rng)
         self._floors: dict[str, int] = {}
+        self._floors_lost = False
         self._held: VerifiedSpec | None = None
         self._held_etag: str | None = None
         self._applied: AppliedState | None = None
@@ -177,6 +178,7 @@ class Poller:
             self._floors = self.cache.load_sequences()
         except InputError as e:
             logger.error("%s; rollback floors rebuilt from the cached spec", e.message)
+            self._floors_lost = True
         try:
             self._applied = self.cache.load_applied()
         except InputError as e:
@@ -195,7 +197,8 @@ class Poller:
             self._why_no_spec = f"the cached spec is not usable ({e.reason})"
             return
         self._held, self._held_etag = spec, bundle.etag
-        self._raise_floor(spec)
+        if self._raise_floor(spec) or self._floors_lost:
+            self._save_floors()
         logger.info(
             "loaded cached spec: channel %s, release %s, sequence %d, expires %s",
             spec.channel,
@@ -203,6 +206,13 @@ class Poller:
             spec.sequence,
             spec.metadata["expires"],
         )
+
+    def _save_floors(self) -> None:
+        try:
+            self.cache.save_sequences(self._floors)
+            self._floors_lost = False
+        except OSError as e:
+            logger.error("cannot write the rollback floors in %s: %s", self.cache.path, e.strerror)
 
     def _raise_floor(self, spec: VerifiedSpec) -> bool:
         if spec.sequence > self._floors.get(spec.channel, -1):
@@ -312,14 +322,14 @@ class Poller:
         raised = self._raise_floor(spec)
         try:
             self.cache.save_spec(SpecBundle(spec.body, spec.signature, etag))
-            if raised:
-                self.cache.save_sequences(self._floors)
         except OSError as e:
             logger.error(
                 "cannot write the cache in %s (%s): the accepted spec is kept in memory only",
                 self.cache.path,
                 e.strerror,
             )
+        if raised or self._floors_lost:
+            self._save_floors()
         logger.info(
             "accepted spec from %s: channel %s, release %s, sequence %d, key %s, expires %s",
             source,

@@ -137,6 +137,7 @@ def test_damaged_or_lost_floors_are_rebuilt_from_the_cached_spec(
     fault_server.script(serve(older.body, older.signature, older.etag))
     with make_poller(make_config, fault_server.url) as restarted:
         assert restarted.poll_once().reason == "rollback"
+    assert json.loads(floors.read_text()) == {"stable": 5}
 
 
 def test_a_damaged_applied_state_means_the_next_good_spec_is_applied_again(
