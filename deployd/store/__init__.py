@@ -45,6 +45,29 @@ class ChannelRecord:
         return cls.from_dict(json.loads(raw))
 
 
+@dataclass(frozen=True)
+class PublisherRecord:
+    """A publisher credential: its name, the SHA-256 of its token (never the token) and when it
+    was made and, once it is, revoked."""
+
+    name: str
+    token_hash: str
+    created_at: str
+    revoked_at: str | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+    def to_json(self) -> str:
+        return json.dumps({f.name: getattr(self, f.name) for f in fields(self)})
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> PublisherRecord:
+        data = json.loads(raw)
+        return cls(**{f.name: data[f.name] for f in fields(cls)})
+
+
 class Store(Protocol):
     def ping(self) -> None:
         """Raise StoreUnavailableError unless the store answers."""
@@ -96,6 +119,22 @@ class Store(Protocol):
 
     def add_counts(self, window: int, increments: Mapping[str, int]) -> dict[str, int]:
         """Add rate-limit `increments` to the counters of `window`; return the new totals."""
+
+    def add_publisher(self, name: str, token_hash: str) -> PublisherRecord:
+        """Let the token whose SHA-256 is `token_hash` publish as `name`.
+
+        Raises ConflictError when `name` is an active publisher already (a revoked name may be
+        given a new token) or when the hash is in use. Publisher changes leave the generation.
+        """
+
+    def publishers(self) -> list[PublisherRecord]:
+        """Every publisher ever added, active and revoked, by name."""
+
+    def revoke_publisher(self, name: str) -> bool:
+        """Stop `name`'s token from working; False when `name` is not an active publisher."""
+
+    def publisher_for_hash(self, token_hash: str) -> str | None:
+        """The active publisher whose token has this SHA-256, or None."""
 
 
 def open_store(settings: Settings) -> Store:

@@ -6,12 +6,14 @@ changes only its own copy, and a document Redis would refuse is refused here too
 
 from __future__ import annotations
 
+import hmac
 import threading
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
-from deployd.errors import PreconditionFailedError
-from deployd.store import ChannelRecord, check_offset, revocation_entry
+from deployd.errors import ConflictError, PreconditionFailedError
+from deployd.store import ChannelRecord, PublisherRecord, check_offset, revocation_entry
 from deployd.timestamps import utc_now
 
 
@@ -25,6 +27,7 @@ class MemoryStore:
         self._revocation_log: list[str] = []
         self._generation = 0
         self._counts: dict[tuple[int, str], int] = {}
+        self._publishers: dict[str, PublisherRecord] = {}
 
     def ping(self) -> None:
         return None
@@ -114,3 +117,33 @@ class MemoryStore:
                 self._counts[window, key] = total
                 totals[key] = total
             return totals
+
+    def add_publisher(self, name: str, token_hash: str) -> PublisherRecord:
+        with self._lock:
+            existing = self._publishers.get(name)
+            if existing is not None and existing.active:
+                raise ConflictError(f"publisher {name!r} exists; revoke it first to replace it")
+            if any(p.token_hash == token_hash for p in self._publishers.values()):
+                raise ConflictError("that token is in use already")
+            record = PublisherRecord(name=name, token_hash=token_hash, created_at=utc_now())
+            self._publishers[name] = record
+            return record
+
+    def publishers(self) -> list[PublisherRecord]:
+        with self._lock:
+            return [self._publishers[name] for name in sorted(self._publishers)]
+
+    def revoke_publisher(self, name: str) -> bool:
+        with self._lock:
+            existing = self._publishers.get(name)
+            if existing is None or not existing.active:
+                return False
+            self._publishers[name] = replace(existing, revoked_at=utc_now())
+            return True
+
+    def publisher_for_hash(self, token_hash: str) -> str | None:
+        with self._lock:
+            for record in self._publishers.values():
+                if record.active and hmac.compare_digest(record.token_hash, token_hash):
+                    return record.name
+            return None

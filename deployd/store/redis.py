@@ -8,6 +8,8 @@ Keys (all under `prefix`, default ``deployd:``):
   revocations             list  jtis in the order they were revoked (read incrementally)
   generation              int   moves on every publish and revocation
   ratelimit:<window>      hash  key -> count in that minute (expires after two minutes)
+  publishers              hash  publisher name -> JSON PublisherRecord (revoked ones kept)
+  publisher-tokens        hash  token SHA-256 -> name, active publishers only
 and the pub/sub channel `changes`, told of every publish and revocation.
 
 A publish is one MULTI/EXEC transaction guarded by WATCH on the channel's current record, so
@@ -18,6 +20,7 @@ database), never the URL, which may carry a password.
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -25,8 +28,13 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from deployd.errors import ConfigError, PreconditionFailedError, StoreUnavailableError
-from deployd.store import ChannelRecord, check_offset, revocation_entry
+from deployd.errors import (
+    ConfigError,
+    ConflictError,
+    PreconditionFailedError,
+    StoreUnavailableError,
+)
+from deployd.store import ChannelRecord, PublisherRecord, check_offset, revocation_entry
 from deployd.timestamps import utc_now
 
 CHANNELS = "channels"
@@ -36,6 +44,8 @@ REVOKED = "revoked"
 REVOCATIONS = "revocations"
 GENERATION = "generation"
 RATELIMIT = "ratelimit:"
+PUBLISHERS = "publishers"
+PUBLISHER_TOKENS = "publisher-tokens"
 # Workers may listen here to learn of a change at once; they also poll `generation`.
 CHANGES_TOPIC = "changes"
 
@@ -216,3 +226,68 @@ class RedisStore:
 
         totals = self._call("count requests", run)
         return dict(zip(increments, (int(t) for t in totals[:-1]), strict=True))
+
+    def add_publisher(self, name: str, token_hash: str) -> PublisherRecord:
+        publishers, tokens = self._key(PUBLISHERS), self._key(PUBLISHER_TOKENS)
+        record = PublisherRecord(name=name, token_hash=token_hash, created_at=utc_now())
+
+        def transaction(pipe: redis.client.Pipeline) -> PublisherRecord:
+            existing = pipe.hget(publishers, name)
+            if existing and PublisherRecord.from_json(existing).active:
+                raise ConflictError(f"publisher {name!r} exists; revoke it first to replace it")
+            if pipe.hexists(tokens, token_hash):
+                raise ConflictError("that token is in use already")
+            pipe.multi()
+            pipe.hset(publishers, name, record.to_json())
+            pipe.hset(tokens, token_hash, name)
+            return record
+
+        return self._call(
+            "add publisher",
+            lambda: self.client.transaction(
+                transaction, publishers, tokens, value_from_callable=True
+            ),
+        )
+
+    def publishers(self) -> list[PublisherRecord]:
+        raw = self._call("read publishers", lambda: self.client.hgetall(self._key(PUBLISHERS)))
+        return sorted((PublisherRecord.from_json(v) for v in raw.values()), key=lambda p: p.name)
+
+    def revoke_publisher(self, name: str) -> bool:
+        publishers, tokens = self._key(PUBLISHERS), self._key(PUBLISHER_TOKENS)
+
+        def transaction(pipe: redis.client.Pipeline) -> bool:
+            raw = pipe.hget(publishers, name)
+            existing = PublisherRecord.from_json(raw) if raw else None
+            pipe.multi()
+            if existing is None or not existing.active:
+                return False
+            revoked = PublisherRecord(
+                name=name,
+                token_hash=existing.token_hash,
+                created_at=existing.created_at,
+                revoked_at=utc_now(),
+            )
+            pipe.hset(publishers, name, revoked.to_json())
+            pipe.hdel(tokens, existing.token_hash)
+            return True
+
+        return self._call(
+            "revoke publisher",
+            lambda: self.client.transaction(transaction, publishers, value_from_callable=True),
+        )
+
+    def publisher_for_hash(self, token_hash: str) -> str | None:
+        name = self._call(
+            "read publisher", lambda: self.client.hget(self._key(PUBLISHER_TOKENS), token_hash)
+        )
+        if name is None:
+            return None
+        # The index is only a way in: the publisher's own record must still hold this hash.
+        raw = self._call(
+            "read publisher", lambda: self.client.hget(self._key(PUBLISHERS), name.decode())
+        )
+        record = PublisherRecord.from_json(raw) if raw else None
+        if record is None or not record.active:
+            return None
+        return record.name if hmac.compare_digest(record.token_hash, token_hash) else None
