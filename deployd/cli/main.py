@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "deployd.cli.license",
     "deployd.cli.agent",
     "deployd.cli.channels",
+    "deployd.cli.publish",
 ]
 
 

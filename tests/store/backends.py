@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import fakeredis
 import pytest
 
+from deployd.store import Store
 from deployd.store.memory import MemoryStore
 from deployd.store.redis import RedisStore
 
@@ -15,9 +18,8 @@ BACKENDS = [
 ]
 
 
-@pytest.fixture(params=BACKENDS)
-def store(request):
-    """An empty store of each kind in turn."""
+def open_backend(request: pytest.FixtureRequest) -> Iterator[Store]:
+    """An empty store of the kind `request.param` names (a fixture body: use with yield from)."""
     if request.param == "memory":
         yield MemoryStore()
     elif request.param == "fakeredis":

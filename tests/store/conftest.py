@@ -1,1 +1,9 @@
-from tests.store.backends import store  # noqa: F401  (fixture)
+import pytest
+
+from tests.store.backends import BACKENDS, open_backend
+
+
+@pytest.fixture(params=BACKENDS)
+def store(request):
+    """An empty store of each kind in turn."""
+    yield from open_backend(request)
