@@ -207,12 +207,13 @@ def public_jwk(kid: str, public_key, *, role: str) -> dict[str, str]:
             y=b64url(numbers.y.to_bytes(32, "big")),
         )
     elif isinstance(public_key, rsa.RSAPublicKey):
-        numbers = public_key.public_numbers()
+        rsa_numbers = public_key.public_numbers()
+        n, e = rsa_numbers.n, rsa_numbers.e
         jwk.update(
             kty="RSA",
             alg="RS256",
-            n=b64url(numbers.n.to_bytes((numbers.n.bit_length() + 7) // 8, "big")),
-            e=b64url(numbers.e.to_bytes((numbers.e.bit_length() + 7) // 8, "big")),
+            n=b64url(n.to_bytes((n.bit_length() + 7) // 8, "big")),
+            e=b64url(e.to_bytes((e.bit_length() + 7) // 8, "big")),
         )
     else:
         raise KeyFileError(f"{kid}: unsupported public key type")
