@@ -45,7 +45,9 @@ class CachedLicenseVerifier:
         """Same contract as `LicenseVerifier.verify`, answered from memory when it safely can."""
         if not unverified_token or len(unverified_token) > MAX_TOKEN_BYTES:
             return self.verifier.verify(unverified_token)
-        key = hashlib.sha256(unverified_token.encode()).digest()
+        # surrogatepass: a JSON body can carry lone surrogates; the verifier refuses them as
+        # malformed, and must get the chance to.
+        key = hashlib.sha256(unverified_token.encode("utf-8", "surrogatepass")).digest()
         license = self._entries.get(key)
         if license is not None and self._still_valid(license):
             self.hits += 1

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import binascii
 
 from flask import Request
 
@@ -42,7 +41,9 @@ def license_from_request(request: Request) -> str | None:
         raise LicenseError("malformed", "Authorization must use the Basic or Bearer scheme")
     try:
         decoded = base64.b64decode(credentials, validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError) as e:
+    except ValueError as e:
+        # binascii.Error (bad base64), UnicodeDecodeError, and the plain ValueError b64decode
+        # raises for a non-ASCII header value (latin-1 bytes reach us as str).
         raise LicenseError("malformed", "Basic credentials are not valid base64") from e
     user, sep, password = decoded.partition(":")
     if not sep or user != BASIC_USER:

@@ -13,7 +13,11 @@ bp = Blueprint("licenses", __name__)
 @bp.post("/api/v1/licenses/validate")
 def validate() -> Response:
     services().limit_address(request.remote_addr)
-    payload = request.get_json(silent=True)
+    try:
+        payload = request.get_json(silent=True)
+    except RecursionError:
+        # `silent` covers invalid JSON, not JSON nested deeper than the parser's recursion limit.
+        payload = None
     if not isinstance(payload, dict):
         raise BadRequestError('body must be a JSON object like {"license": "<token>"}')
     unverified_license = payload.get("license")
