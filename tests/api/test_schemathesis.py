@@ -17,7 +17,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from schemathesis.specs.openapi.checks import ignored_auth
+from schemathesis.checks import ignored_auth
 
 from deployd.app import create_app
 
