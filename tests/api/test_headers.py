@@ -8,9 +8,11 @@ everything else, errors above all, is `no-store`.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import pytest
 
+from deployd.app import create_app
 from tests.api.test_operator import basic
 
 SPEC_ENDPOINTS = {"operator.channel_spec", "operator.pinned_spec"}
@@ -94,3 +96,25 @@ def test_errors_are_never_stored(client, method, path):
     assert response.status_code >= 400
     assert response.headers["Cache-Control"] == "no-store"
     assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+@pytest.mark.parametrize(
+    ("trusted_proxies", "forwarded_for"),
+    [(0, "203.0.113.{n}"), (1, "203.0.113.{n}, 198.51.100.7")],
+    ids=["no proxy: the header is ignored", "one proxy: only its entry counts"],
+)
+def test_a_spoofed_x_forwarded_for_does_not_dodge_the_address_limit(
+    settings, store, trusted_proxies, forwarded_for
+):
+    limited = create_app(
+        replace(settings, trusted_proxies=trusted_proxies, rate_limit_per_address_per_minute=3),
+        store=store,
+    ).test_client()
+    statuses = [
+        limited.get(
+            "/api/v1/operator/channel",
+            headers={"X-Forwarded-For": forwarded_for.format(n=n), **basic("x")},
+        ).status_code
+        for n in range(5)
+    ]
+    assert statuses == [401, 401, 401, 429, 429]
