@@ -19,7 +19,7 @@ from deployd.channels import channel_from_document, parse_channel_text
 from deployd.errors import ChannelValidationError, LicenseError
 from deployd.keys import KeyRing, generate_private_key
 from deployd.licenses import LicenseVerifier
-from deployd.signing import KEY_ID, public_jwk, write_key_pair
+from deployd.signing import KEY_ID, SpecSigner, public_jwk, write_key_pair
 from tests import jwt_forge
 from tests.factories import CHANNEL_YAML
 
@@ -134,3 +134,16 @@ def test_keys_offered_in_the_header_are_ignored(ring, header):
         LicenseVerifier(keyring).verify(token)
     assert refused.value.code == "bad_signature"
     assert not re.search("attacker", refused.value.message)
+
+
+def test_a_jwt_signed_with_the_response_signing_key_is_no_license(ring, tmp_path):
+    # Cross-JWT confusion: the key that signs specs is never a license key, even under its own
+    # key id, because license keys come only from the license key directory.
+    _, keyring = ring
+    signer = SpecSigner.dev_key(tmp_path)
+    token = jwt.encode(
+        jwt_forge.claims(), signer.private_key, algorithm="EdDSA", headers={"kid": signer.kid}
+    )
+    with pytest.raises(LicenseError) as refused:
+        LicenseVerifier(keyring).verify(token)
+    assert refused.value.code == "unknown_key"
