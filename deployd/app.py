@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import logging
-import re
-import uuid
 
 from flask import Flask, g, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from deployd.api import channels, errors, licenses, meta, operator
+from deployd.api import channels, errors, licenses, meta, operator, publish
+from deployd.api.fastpath import FastPath
+from deployd.api.licenses import VALIDATE_PATH, fast_validate
+from deployd.api.operator import SPEC_PATH, fast_spec
 from deployd.config import Settings, settings_from_env
 from deployd.errors import PayloadTooLargeError
+from deployd.logs import request_id
 from deployd.services import build_services
 from deployd.store import Store, open_store
 
 logger = logging.getLogger(__name__)
-
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 def create_app(settings: Settings | None = None, *, store: Store | None = None) -> Flask:
@@ -30,19 +30,21 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
 
             seed_store(store, settings.channels_dir)
     app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False
+    deployd = app.extensions["deployd"] = build_services(settings, store)
+    for module in (errors, meta, operator, licenses, channels, publish):
+        module.init_app(app)
+    # Repeat polls are answered from memory before Flask (deployd/api/fastpath.py).
+    fast_handlers = {SPEC_PATH: fast_spec, VALIDATE_PATH: fast_validate}
+    app.wsgi_app = FastPath(app.wsgi_app, deployd, fast_handlers)  # type: ignore[method-assign]
     if settings.trusted_proxies:
         # Behind N reverse proxies, the client address is the Nth from the right of X-Forwarded-For.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies)  # type: ignore[method-assign]
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    app.json.sort_keys = False
-    app.extensions["deployd"] = build_services(settings, store)
-    for module in (errors, meta, operator, licenses, channels):
-        module.init_app(app)
 
     @app.before_request
     def assign_request_id() -> None:
-        given = request.headers.get("X-Request-Id", "")
-        g.request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+        g.request_id = request_id(request.headers.get("X-Request-Id"))
         if (request.content_length or 0) > settings.max_body_bytes:
             raise PayloadTooLargeError(
                 f"request body is larger than {settings.max_body_bytes} bytes"

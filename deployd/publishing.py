@@ -2,21 +2,35 @@
 
 from __future__ import annotations
 
+import copy
+import json
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from deployd.channels import (
     DOCUMENT_FIELD,
     Channel,
+    Release,
     channel_digest,
     channel_from_document,
+    field_path,
     load_channel_paths,
     parse_channel_text,
 )
-from deployd.errors import ChannelValidationError, PreconditionFailedError, Problem
+from deployd.errors import (
+    BadRequestError,
+    ChannelValidationError,
+    ConflictError,
+    NotFoundError,
+    PreconditionFailedError,
+    Problem,
+)
+from deployd.merge import deep_merge
 from deployd.semver import Version
 from deployd.store import ChannelRecord, Store
 
@@ -41,6 +55,7 @@ def publish_channel(
     source: str,
     publisher: str,
     expected_sequence: int | None = None,
+    note: str | None = None,
 ) -> PublishResult:
     """Make `channel` (already validated) the current version of its channel.
 
@@ -48,6 +63,7 @@ def publish_channel(
     `changed=False` and the current sequence. With `expected_sequence` (0 for a new channel),
     raises PreconditionFailedError unless the channel is still at that sequence. Without it, a
     publish that races another is compared and summarized again against the winner's document.
+    `note` (like ``rollback to 3``) goes in front of the history summary.
     """
     digest = channel_digest(channel.document)
     while True:
@@ -66,7 +82,9 @@ def publish_channel(
                 source=source,
                 digest=digest,
                 publisher=publisher,
-                summary=summarize(current.document if current else None, channel.document),
+                summary=_noted(
+                    note, summarize(current.document if current else None, channel.document)
+                ),
                 expected_sequence=at,
             )
         except PreconditionFailedError:
@@ -214,3 +232,306 @@ def _release_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> lis
 
 def _show(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _noted(note: str | None, summary: str) -> str:
+    return f"{note}: {summary}" if note else summary
+
+
+def record_dict(record: ChannelRecord, *, full: bool = False) -> dict[str, Any]:
+    """A history entry as the API and the CLI show it; `full` adds the document and its source."""
+    body: dict[str, Any] = {
+        "channel": record.name,
+        "sequence": record.sequence,
+        "publishedAt": record.published_at,
+        "publisher": record.publisher,
+        "digest": record.digest,
+        "summary": record.summary,
+    }
+    if full:
+        body["document"] = record.document
+        body["source"] = record.source
+    return body
+
+
+def outcome_dict(result: PublishResult) -> dict[str, Any]:
+    """The answer to a write, as the API and the CLI show it: the current record and `changed`."""
+    record = result.record
+    return {
+        "channel": record.name,
+        "sequence": record.sequence,
+        "changed": result.changed,
+        "digest": record.digest,
+        "summary": record.summary,
+        "publishedAt": record.published_at,
+        "publisher": record.publisher,
+    }
+
+
+def document_source(document: Mapping[str, Any]) -> str:
+    """YAML text of a document the server wrote itself (a promotion), kept as its source."""
+    return yaml.safe_dump(
+        dict(document), sort_keys=False, allow_unicode=True, default_flow_style=False, width=100
+    )
+
+
+def rollback_channel(
+    store: Store,
+    name: str,
+    sequence: int,
+    *,
+    publisher: str,
+    expected_sequence: int | None = None,
+) -> PublishResult:
+    """Publish the document of history entry `sequence` again, as a new sequence.
+
+    History only grows: the rollback is itself a publish (summary ``rollback to N: ...``), and
+    rolling back to a document equal to the current one changes nothing. The old document is
+    validated again first. Raises NotFoundError (unknown_channel, unknown_sequence),
+    ChannelValidationError and PreconditionFailedError as `publish_channel` does.
+    """
+    entry = store.history_entry(name, sequence)
+    if entry is None:
+        if store.get_channel(name) is None:
+            raise NotFoundError(f"no channel named {name!r}", code="unknown_channel")
+        raise NotFoundError(f"channel {name!r} has no sequence {sequence}", code="unknown_sequence")
+    channel = channel_from_document(
+        entry.document, filename=f"{name} (sequence {sequence})", expected_name=name
+    )
+    return publish_channel(
+        store,
+        channel,
+        source=entry.source,
+        publisher=publisher,
+        expected_sequence=expected_sequence,
+        note=f"rollback to {sequence}",
+    )
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """What `promote_release` did: the target's publish, the release id as written in the
+    source, and the values paths whose effective value in the target differs from the source's
+    (the target channel's own values; empty when the values were pinned)."""
+
+    result: PublishResult
+    version: str
+    values_differ: list[str]
+
+
+def promote_release(
+    store: Store,
+    *,
+    source: str,
+    target: str,
+    version: str,
+    publisher: str,
+    rollout: int | None = None,
+    pin_values: bool = False,
+    expected_sequence: int | None = None,
+) -> Promotion:
+    """Copy release `version` of channel `source` into channel `target`, as one publish of it.
+
+    The release mapping travels as written (its own chart, values, notes, releasedAt, required,
+    rollout; `rollout` replaces the last). Its chart is pinned: wherever the target's channel
+    chart differs, the source's effective chart is written into the release, so the promoted
+    release installs exactly the same chart. Its values are the target's channel values with the
+    release's own values over them, since channel values are that channel's policy (log level,
+    replicas); the paths where that differs from what the source serves are reported, and
+    `pin_values` writes the difference into the release instead, so it gets exactly the source's
+    effective values. A release already in the target is left alone when it is the same (no new
+    sequence) and refused with ConflictError (release_exists) when it differs.
+
+    Raises NotFoundError (unknown_channel, unknown_release), ConflictError when values cannot be
+    pinned, ChannelValidationError when the target would be invalid, PreconditionFailedError when
+    `expected_sequence` is given and the target moved on. Without it, a publish to the target made
+    meanwhile is never overwritten: the promotion is worked out again on top of it.
+    """
+    if source == target:
+        raise BadRequestError("a release is promoted from one channel to another")
+    origin_record = _existing(store, source)
+    origin = channel_from_document(origin_record.document, filename=source)
+    release = origin.release(version)
+    if release is None:
+        raise NotFoundError(
+            f"channel {source!r} has no release {version!r}", code="unknown_release"
+        )
+    while True:
+        record = _existing(store, target)
+        if expected_sequence is not None and expected_sequence != record.sequence:
+            raise PreconditionFailedError(
+                f"channel {target!r} is at sequence {record.sequence}, not {expected_sequence}"
+            )
+        current = channel_from_document(record.document, filename=target)
+        mapping = _promoted_mapping(release, current, rollout=rollout, pin_values=pin_values)
+        existing = current.release(release.version)
+        others = [
+            r
+            for r in record.document["releases"]
+            if existing is None or r["version"] != existing.version
+        ]
+        document = {**record.document, "releases": [*others, mapping]}
+        channel = channel_from_document(document, filename=target, expected_name=target)
+        promoted = channel.release(release.version)
+        assert promoted is not None  # it was just added
+        if promoted.chart != release.chart or (pin_values and promoted.values != release.values):
+            raise ConflictError(
+                f"release {release.version} cannot be given the same "
+                f"{'chart' if promoted.chart != release.chart else 'values'} in {target!r} as in"
+                f" {source!r} (a null in the source's effective values cannot be written)",
+                code="promotion_conflict",
+            )
+        differ = _differing_paths(release.values, promoted.values, ("values",))
+        if existing is not None:
+            if _same_release(existing, promoted):
+                return Promotion(PublishResult(record, changed=False), release.version, differ)
+            raise ConflictError(
+                f"channel {target!r} already has release {existing.version} and it differs from"
+                f" {source!r}'s; change it by publishing {target!r}",
+                code="release_exists",
+            )
+        try:
+            result = publish_channel(
+                store,
+                channel,
+                source=document_source(channel.document),
+                publisher=publisher,
+                expected_sequence=record.sequence,
+                note=f"promoted {release.version} from {source}",
+            )
+        except PreconditionFailedError:
+            if expected_sequence is not None:
+                raise
+            continue
+        return Promotion(result, release.version, differ)
+
+
+def _existing(store: Store, name: str) -> ChannelRecord:
+    record = store.get_channel(name)
+    if record is None:
+        raise NotFoundError(f"no channel named {name!r}", code="unknown_channel")
+    return record
+
+
+def _promoted_mapping(
+    release: Release, target: Channel, *, rollout: int | None, pin_values: bool
+) -> dict[str, Any]:
+    """The release mapping as it is written into `target`."""
+    mapping = copy.deepcopy(release.document)
+    if rollout is not None:
+        mapping["rollout"] = rollout
+    written_chart = mapping.get("chart") or {}
+    fix = _override(deep_merge(target.chart, written_chart), release.chart)
+    if fix:
+        mapping["chart"] = {**written_chart, **fix}
+    if pin_values:
+        written_values = mapping.get("values") or {}
+        fix = _override(deep_merge(target.values, written_values), release.values)
+        if fix:
+            mapping["values"] = _overlay(written_values, fix)
+    return mapping
+
+
+def _override(lower: Mapping[str, Any], wanted: Mapping[str, Any]) -> dict[str, Any]:
+    """A small mapping X such that ``deep_merge(lower, X) == wanted`` (nulls remove keys)."""
+    result: dict[str, Any] = {key: None for key in lower if key not in wanted}
+    for key, value in wanted.items():
+        below = lower.get(key)
+        if key in lower and below == value:
+            continue
+        if isinstance(value, Mapping) and isinstance(below, Mapping):
+            result[key] = _override(below, value)
+        else:
+            result[key] = value
+    return result
+
+
+def _overlay(written: Mapping[str, Any], fix: Mapping[str, Any]) -> dict[str, Any]:
+    """`written` with `fix` laid over it key by key, nulls kept (they are instructions)."""
+    result = dict(written)
+    for key, value in fix.items():
+        if isinstance(value, Mapping) and isinstance(result.get(key), Mapping):
+            result[key] = _overlay(result[key], value)
+        else:
+            result[key] = value
+    return result
+
+
+def _same_release(a: Release, b: Release) -> bool:
+    """Whether two releases serve the same thing, however their mappings are written."""
+    fields = ("chart", "values", "released_at", "notes", "required", "rollout")
+    return all(getattr(a, name) == getattr(b, name) for name in fields)
+
+
+def _differing_paths(
+    old: Any, new: Any, path: tuple[str | int, ...], *, limit: int = 20
+) -> list[str]:
+    """Field paths (``values.global.logLevel``) where two values differ, at most `limit`."""
+    if old == new:
+        return []
+    if not (isinstance(old, Mapping) and isinstance(new, Mapping)):
+        return [field_path(path)]
+    found: list[str] = []
+    for key in [*old, *(k for k in new if k not in old)]:
+        found += _differing_paths(old.get(key), new.get(key), (*path, key), limit=limit)
+    return found[:limit]
+
+
+def describe_changes(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> list[str]:
+    """What publishing `new` over `old` changes, one line each, for people (``--dry-run``).
+
+    Lines start with ``+`` (added), ``-`` (removed) or ``~`` (changed); the fields of a changed
+    release follow it, indented. Release fields count with their defaults, so leaving out
+    ``rollout: 100`` is no change.
+    """
+    new_releases = _releases(new)
+    if old is None:
+        return [f"+ new channel with releases {', '.join(new_releases)}"]
+    old_releases = _releases(old)
+    lines = _leaf_changes(old.get("description"), new.get("description"), ("description",))
+    for key in ("chart", "values"):
+        lines += _leaf_changes(old.get(key) or {}, new.get(key) or {}, (key,))
+    for version, release in new_releases.items():
+        before = old_releases.get(version)
+        if before is None:
+            lines.append(f"+ release {version}{_release_brief(release)}")
+        elif before != release:
+            lines.append(f"~ release {version}")
+            lines += ["    " + change for change in _leaf_changes(before, release, ())]
+    lines += [f"- release {version}" for version in old_releases if version not in new_releases]
+    if not lines and old != new:
+        lines.append("~ releases reordered")
+    return lines
+
+
+def _release_brief(release: Mapping[str, Any]) -> str:
+    details = []
+    chart_version = (release.get("chart") or {}).get("version")
+    if chart_version is not None:
+        details.append(f"chart {chart_version}")
+    if release["rollout"] != 100:
+        details.append(f"rollout {release['rollout']}")
+    if release["required"]:
+        details.append("required")
+    return f" ({', '.join(details)})" if details else ""
+
+
+def _leaf_changes(old: Any, new: Any, path: tuple[str | int, ...]) -> list[str]:
+    if old == new:
+        return []
+    if isinstance(old, Mapping) and isinstance(new, Mapping):
+        lines: list[str] = []
+        for key in [*old, *(k for k in new if k not in old)]:
+            if key not in new:
+                lines.append(f"- {field_path((*path, key))}: {_brief(old[key])}")
+            elif key not in old:
+                lines.append(f"+ {field_path((*path, key))}: {_brief(new[key])}")
+            else:
+                lines += _leaf_changes(old[key], new[key], (*path, key))
+        return lines
+    return [f"~ {field_path(path)}: {_brief(old)} -> {_brief(new)}"]
+
+
+def _brief(value: Any, width: int = 60) -> str:
+    text = json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return text if len(text) <= width else text[: width - 1] + "…"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Flask, Response, jsonify, request
 
 from deployd.api.auth import license_from_request
+from deployd.api.publish import carries_publisher_token, require_publisher
 from deployd.channels import Channel
 from deployd.errors import LicenseError, NotFoundError
 from deployd.services import services
@@ -14,6 +15,9 @@ bp = Blueprint("channels", __name__)
 
 def _readable_channel_filter():
     """Who is asking: returns a predicate over channel names they may read."""
+    if carries_publisher_token():
+        require_publisher()
+        return lambda name: True
     unverified_license = license_from_request(request)
     if unverified_license is None:
         raise LicenseError("missing", "a license is required to list channels")

@@ -1,0 +1,283 @@
+"""What publishers do over HTTP: publish a channel, read its history, roll back, promote a
+release, revoke a license. Every endpoint here needs a publisher token (`deployd.publishers`);
+a license never grants any of it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
+
+from deployd.api.auth import authorization_header
+from deployd.channels import DOCUMENT_FIELD, Channel, channel_from_document, parse_channel_text
+from deployd.errors import (
+    BadRequestError,
+    ChannelValidationError,
+    DeploydError,
+    NotFoundError,
+    Problem,
+)
+from deployd.publishers import (
+    PublisherAuthenticator,
+    bearer_token,
+    is_publisher_token,
+    static_publishers,
+)
+from deployd.publishing import (
+    PublishResult,
+    outcome_dict,
+    promote_release,
+    publish_channel,
+    record_dict,
+    rollback_channel,
+)
+from deployd.services import services
+
+bp = Blueprint("publish", __name__)
+
+EXTENSION = "deployd.publishers"
+YAML_TYPES = frozenset({"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"})
+JSON_TYPES = frozenset({"application/json"})
+_SEQUENCE_TAG = re.compile(r'"?([0-9]{1,18})"?', re.ASCII)
+MAX_JTI_LENGTH = 128
+MAX_REASON_LENGTH = 1000
+
+
+def authenticator() -> PublisherAuthenticator:
+    return current_app.extensions[EXTENSION]
+
+
+def require_publisher() -> str:
+    """The name of the publisher whose token the request carries as ``Bearer``.
+
+    Raises PublisherAuthError (401) when there is none or it is not known.
+    """
+    return authenticator().authenticate(bearer_token(authorization_header(request)))
+
+
+def carries_publisher_token() -> bool:
+    """True when the request's Authorization is ``Bearer dpub_...`` (valid or not)."""
+    token = bearer_token(authorization_header(request))
+    return token is not None and is_publisher_token(token)
+
+
+def _expected_sequence() -> int | None:
+    """The sequence the publisher's `If-Match` names; 0 for `If-None-Match: *` (create only)."""
+    if_match = request.headers.get("If-Match")
+    if_none_match = request.headers.get("If-None-Match")
+    if if_none_match is not None:
+        if if_none_match.strip() != "*" or if_match is not None:
+            raise BadRequestError(
+                "If-None-Match on a write may only be '*' (create the channel), without If-Match"
+            )
+        return 0
+    if if_match is None:
+        return None
+    match = _SEQUENCE_TAG.fullmatch(if_match.strip())
+    if match is None:
+        raise BadRequestError(
+            'If-Match must name one channel sequence, like If-Match: "4" (the ETag of'
+            " GET /api/v1/channels/<name>/document)"
+        )
+    return int(match.group(1))
+
+
+def _outcome(result: PublishResult, **extra: Any) -> Response:
+    """The answer to any write: the channel's current record and whether it changed."""
+    record = result.record
+    body = {**outcome_dict(result), **extra}
+    created = result.changed and record.sequence == 1
+    response = jsonify(body)
+    response.status_code = 201 if created else 200
+    response.headers["ETag"] = f'"{record.sequence}"'
+    if result.changed:
+        # This worker serves the new document at once; the others within their refresh interval.
+        services().state.refresh(force=True)
+    return response
+
+
+def _json_object(*, required: bool = True) -> dict[str, Any]:
+    payload = request.get_json(silent=True)
+    if payload is None and not required and not request.get_data():
+        return {}
+    if not isinstance(payload, dict):
+        raise BadRequestError("the body must be a JSON object")
+    return payload
+
+
+def _channel_from_body(name: str) -> tuple[Channel, str]:
+    """The request body as a validated channel named `name`, and its text.
+
+    Raises ChannelValidationError (422) with every problem, 415 for other content types.
+    """
+    mimetype = request.mimetype
+    if mimetype not in YAML_TYPES | JSON_TYPES:
+        raise DeploydError(
+            "send the channel as application/yaml (or text/yaml) or application/json",
+            code="unsupported_media_type",
+            status=415,
+        )
+    data = request.get_data(cache=False)
+    if mimetype in YAML_TYPES:
+        filename = f"{name}.yaml"
+        channel = parse_channel_text(data, filename=filename, expected_name=name)
+        return channel, data.decode("utf-8")
+    filename = f"{name}.json"
+    try:
+        text = data.decode("utf-8")
+        document = json.loads(text)
+    except UnicodeDecodeError as e:
+        raise ChannelValidationError(
+            [Problem(filename, None, DOCUMENT_FIELD, f"not valid UTF-8 (byte {e.start})")]
+        ) from e
+    except json.JSONDecodeError as e:
+        raise ChannelValidationError(
+            [Problem(filename, e.lineno, DOCUMENT_FIELD, f"invalid JSON: {e.msg}")]
+        ) from e
+    except (ValueError, RecursionError) as e:
+        raise ChannelValidationError(
+            [Problem(filename, None, DOCUMENT_FIELD, f"unreadable JSON: {e}")]
+        ) from e
+    return channel_from_document(document, filename=filename, expected_name=name), text
+
+
+@bp.put("/api/v1/channels/<name>")
+def publish(name: str) -> Response:
+    publisher = require_publisher()
+    channel, source = _channel_from_body(name)
+    result = publish_channel(
+        services().store,
+        channel,
+        source=source,
+        publisher=publisher,
+        expected_sequence=_expected_sequence(),
+    )
+    return _outcome(result)
+
+
+def _current(name: str):
+    record = services().store.get_channel(name)
+    if record is None:
+        raise NotFoundError(f"no channel named {name!r}", code="unknown_channel")
+    return record
+
+
+@bp.get("/api/v1/channels/<name>/document")
+def current_document(name: str) -> Response:
+    require_publisher()
+    record = _current(name)
+    response = jsonify(record_dict(record, full=True))
+    response.headers["ETag"] = f'"{record.sequence}"'
+    return response
+
+
+@bp.get("/api/v1/channels/<name>/history")
+def history(name: str) -> Response:
+    require_publisher()
+    records = services().store.history(name)
+    if not records:
+        raise NotFoundError(f"no channel named {name!r}", code="unknown_channel")
+    return jsonify(
+        {
+            "channel": name,
+            "sequence": records[-1].sequence,
+            "history": [record_dict(r) for r in reversed(records)],
+        }
+    )
+
+
+@bp.get("/api/v1/channels/<name>/history/<int:sequence>")
+def history_entry(name: str, sequence: int) -> Response:
+    require_publisher()
+    record = services().store.history_entry(name, sequence)
+    if record is None:
+        _current(name)
+        raise NotFoundError(f"channel {name!r} has no sequence {sequence}", code="unknown_sequence")
+    return jsonify(record_dict(record, full=True))
+
+
+def _positive_int(payload: dict[str, Any], key: str) -> int:
+    value = payload.get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise BadRequestError(f"{key!r} must be a positive integer")
+    return value
+
+
+@bp.post("/api/v1/channels/<name>/rollback")
+def rollback(name: str) -> Response:
+    publisher = require_publisher()
+    sequence = _positive_int(_json_object(), "sequence")
+    result = rollback_channel(
+        services().store,
+        name,
+        sequence,
+        publisher=publisher,
+        expected_sequence=_expected_sequence(),
+    )
+    return _outcome(result, rolledBackTo=sequence)
+
+
+@bp.post("/api/v1/channels/<name>/promote")
+def promote(name: str) -> Response:
+    publisher = require_publisher()
+    payload = _json_object()
+    source, version = payload.get("from"), payload.get("version")
+    if not isinstance(source, str) or not source or not isinstance(version, str) or not version:
+        raise BadRequestError(
+            'the body must name the release: {"from": "beta", "version": "1.6.0"}'
+        )
+    rollout = payload.get("rollout")
+    if rollout is not None and (
+        not isinstance(rollout, int) or isinstance(rollout, bool) or not 0 <= rollout <= 100
+    ):
+        raise BadRequestError("'rollout' must be an integer from 0 to 100")
+    pin_values = payload.get("pinValues", False)
+    if not isinstance(pin_values, bool):
+        raise BadRequestError("'pinValues' must be true or false")
+    promotion = promote_release(
+        services().store,
+        source=source,
+        target=name,
+        version=version,
+        publisher=publisher,
+        rollout=rollout,
+        pin_values=pin_values,
+        expected_sequence=_expected_sequence(),
+    )
+    return _outcome(
+        promotion.result,
+        promoted={"from": source, "version": promotion.version},
+        valuesDiffer=promotion.values_differ,
+    )
+
+
+@bp.post("/api/v1/licenses/<jti>/revoke")
+def revoke_license(jti: str) -> Response:
+    publisher = require_publisher()
+    if len(jti) > MAX_JTI_LENGTH or not jti.isprintable():
+        raise BadRequestError("that is not a license id (the license's jti claim)")
+    reason = _json_object(required=False).get("reason", "")
+    if not isinstance(reason, str) or len(reason) > MAX_REASON_LENGTH:
+        raise BadRequestError(
+            f"'reason' must be a string of at most {MAX_REASON_LENGTH} characters"
+        )
+    deployd = services()
+    newly = deployd.store.revoke(jti, reason=reason, by=publisher)
+    deployd.state.refresh(force=True)
+    return jsonify({"jti": jti, "revoked": True, "already": not newly})
+
+
+def init_app(app: Flask) -> None:
+    settings = app.extensions["deployd"].settings
+    app.extensions[EXTENSION] = PublisherAuthenticator(
+        app.extensions["deployd"].store,
+        static_publishers(
+            tokens_file=settings.publisher_tokens_file,
+            state_dir=settings.state_dir,
+            embedded=settings.embedded,
+        ),
+    )
+    app.register_blueprint(bp)

@@ -1,0 +1,189 @@
+"""Publisher tokens: their shape, what is stored of them, the tokens file, the development token."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import stat
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from deployd.errors import BadRequestError, ConfigError, PublisherAuthError
+from deployd.publishers import (
+    DEV_PUBLISHER,
+    DEV_TOKEN_FILE,
+    PublisherAuthenticator,
+    bearer_token,
+    check_publisher_name,
+    dev_token,
+    is_publisher_token,
+    load_tokens_file,
+    new_token,
+    static_publishers,
+    token_hash,
+    tokens_file_line,
+)
+from deployd.store.memory import MemoryStore
+
+
+def test_tokens_are_random_and_shaped_like_dpub():
+    tokens = {new_token() for _ in range(100)}
+    assert len(tokens) == 100
+    assert all(re.fullmatch(r"dpub_[A-Za-z0-9_-]{43}", t) for t in tokens)
+    assert all(is_publisher_token(t) for t in tokens)
+
+
+def test_only_the_sha256_is_kept():
+    token = new_token()
+    assert token_hash(token) == hashlib.sha256(token.encode()).hexdigest()
+    assert tokens_file_line("ci", token) == f"ci:{token_hash(token)}\n"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "dpub_", "dpub_" + "a" * 42, "dpub_" + "a" * 44, "dpub_" + "a" * 42 + "=", "eyJ.a.b"],
+)
+def test_other_strings_are_not_publisher_tokens(text):
+    assert not is_publisher_token(text)
+
+
+@pytest.mark.parametrize(
+    ("header", "token"),
+    [
+        (None, None),
+        ("Bearer abc", "abc"),
+        ("bearer   abc  ", "abc"),
+        ("Bearer", None),
+        ("Basic abc", None),
+        ("abc", None),
+    ],
+)
+def test_bearer_token(header, token):
+    assert bearer_token(header) == token
+
+
+@pytest.mark.parametrize("name", ["ci", "alice@example.com", "release-bot.2", "A" * 64])
+def test_good_publisher_names(name):
+    assert check_publisher_name(name) == name
+
+
+@pytest.mark.parametrize("name", ["", "-ci", "a b", "a:b", "A" * 65, "ci\n", "ü"])
+def test_bad_publisher_names(name):
+    with pytest.raises(BadRequestError):
+        check_publisher_name(name)
+
+
+# --- authenticating
+
+
+@pytest.fixture
+def store():
+    return MemoryStore()
+
+
+def test_store_publishers_and_static_ones_are_accepted(store):
+    stored, static = new_token(), new_token()
+    store.add_publisher("alice", token_hash(stored))
+    check = PublisherAuthenticator(store, {token_hash(static): "ci"})
+    assert check.authenticate(stored) == "alice"
+    assert check.authenticate(static) == "ci"
+
+
+@pytest.mark.parametrize(
+    ("token", "message"),
+    [
+        (None, "required"),
+        ("", "required"),
+        ("eyJhbGciOiJFZERTQSJ9.e30.sig", "not a publisher token"),
+        (new_token(), "unknown or revoked"),
+    ],
+    ids=["none", "empty", "a license", "unknown"],
+)
+def test_anything_else_is_refused(store, token, message):
+    with pytest.raises(PublisherAuthError, match=message) as raised:
+        PublisherAuthenticator(store).authenticate(token)
+    assert (raised.value.status, raised.value.code) == (401, "publisher_unauthorized")
+    if token:
+        assert token not in raised.value.message
+
+
+def test_a_revoked_store_publisher_is_refused_at_once(store):
+    token = new_token()
+    store.add_publisher("alice", token_hash(token))
+    check = PublisherAuthenticator(store)
+    assert check.authenticate(token) == "alice"
+    store.revoke_publisher("alice")
+    with pytest.raises(PublisherAuthError):
+        check.authenticate(token)
+
+
+# --- the tokens file
+
+
+def write(path, text, mode=0o644):
+    path.write_text(text)
+    os.chmod(path, mode)
+    return path
+
+
+def test_tokens_file_lines(tmp_path):
+    a, b = new_token(), new_token()
+    path = write(
+        tmp_path / "tokens",
+        "# CI and people\n\n" + tokens_file_line("ci", a) + "  " + tokens_file_line("bob", b),
+    )
+    assert load_tokens_file(path) == {token_hash(a): "ci", token_hash(b): "bob"}
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["ci", "ci:", "ci:" + "A" * 64, "ci:" + "a" * 63, ":" + "a" * 64, "c i:" + "a" * 64],
+)
+def test_a_bad_tokens_file_line_is_a_config_error_naming_it(tmp_path, line):
+    path = write(tmp_path / "tokens", "# fine\n" + line + "\n")
+    with pytest.raises(ConfigError, match="line 2"):
+        load_tokens_file(path)
+
+
+def test_a_tokens_file_others_may_write_is_refused(tmp_path):
+    path = write(tmp_path / "tokens", "", mode=0o666)
+    with pytest.raises(ConfigError, match="writable"):
+        load_tokens_file(path)
+
+
+def test_a_missing_tokens_file_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_tokens_file(tmp_path / "nope")
+
+
+# --- the development token
+
+
+def test_the_development_token_is_made_once_mode_0600(tmp_path):
+    state = tmp_path / "state"
+    token = dev_token(state)
+    path = state / DEV_TOKEN_FILE
+    assert is_publisher_token(token)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert dev_token(state) == token
+
+
+def test_processes_starting_together_share_one_development_token(tmp_path):
+    with ThreadPoolExecutor(8) as pool:
+        tokens = set(pool.map(lambda _: dev_token(tmp_path), range(8)))
+    assert len(tokens) == 1
+
+
+def test_a_damaged_development_token_file_is_a_config_error(tmp_path):
+    (tmp_path / DEV_TOKEN_FILE).write_text("not a token\n")
+    with pytest.raises(ConfigError, match="delete it"):
+        dev_token(tmp_path)
+
+
+def test_only_the_embedded_server_accepts_the_development_token(tmp_path):
+    embedded = static_publishers(tokens_file=None, state_dir=str(tmp_path), embedded=True)
+    assert embedded == {token_hash(dev_token(tmp_path)): DEV_PUBLISHER}
+    on_redis = static_publishers(tokens_file=None, state_dir=str(tmp_path), embedded=False)
+    assert on_redis == {}
