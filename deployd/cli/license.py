@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any
 
@@ -83,6 +84,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     revoke.add_argument("jti", metavar="JTI", help="the license id (its jti claim)")
     revoke.add_argument("--reason", default="", help="why, kept with the revocation")
     revoke.add_argument("--redis-url", metavar="URL", help="the store (default: REDIS_URL)")
+    revoke.add_argument(
+        "--server",
+        metavar="URL",
+        help="revoke through a deployd server instead (default: DEPLOYD_SERVER), with a"
+        " publisher token from DEPLOYD_PUBLISHER_TOKEN or --token",
+    )
+    revoke.add_argument("--token", metavar="TOKEN", help="publisher token for --server")
     revoke.set_defaults(func=revoke_command)
 
 
@@ -178,6 +186,17 @@ def revoke_command(args: argparse.Namespace) -> int:
             "that is not a license id: pass the license's jti claim"
             " (`deployd license inspect` shows it), not the license itself"
         )
+    server = args.server or (None if args.redis_url else os.environ.get("DEPLOYD_SERVER"))
+    if server:
+        from deployd.cli.remote import client_from
+
+        client = client_from(server, args.token)
+        try:
+            already = client.revoke_license(jti, reason=args.reason)["already"]
+        finally:
+            client.close()
+        print(f"license {jti} was already revoked" if already else f"revoked license {jti}")
+        return 0
     overrides = {"redis_url": args.redis_url} if args.redis_url else {}
     settings = settings_from_env(**overrides)
     if settings.redis_url is None:

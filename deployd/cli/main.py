@@ -18,6 +18,8 @@ COMMAND_MODULES = [
     "deployd.cli.agent",
     "deployd.cli.channels",
     "deployd.cli.publish",
+    "deployd.cli.history",
+    "deployd.cli.publisher",
 ]
 
 

@@ -1,107 +1,90 @@
-"""`deployd publish PATH...`: check channel files, then make each one current, atomically.
+"""`deployd publish PATH...`: check channel files, then make each changed one current, atomically.
 
 Every file is validated before anything is written; with any problem the command lists them all
-(``file:line: field: message``) and changes nothing. Where the channels go is a *target*: a
-context manager yielding a function that publishes one validated channel and returns its
-`PublishResult`. Today there is one target, the server's Redis (`--redis-url`, or REDIS_URL).
+(``file:line: field: message``) and changes nothing. Then each channel whose document differs
+from what the target serves is published in one atomic step over exactly the version that was
+compared (If-Match), so a publish made meanwhile by someone else is reported, never overwritten.
+The target is a server (`--server`, with a publisher token) or its Redis (`--redis-url`); see
+`deployd.cli.targets`. `--dry-run` prints what would change, channel by channel, and writes nothing.
 """
 
 from __future__ import annotations
 
 import argparse
-import getpass
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from typing import Any
 
-from deployd.channels import Channel
-from deployd.config import settings_from_env
-from deployd.errors import ChannelValidationError, ConfigError
-from deployd.publishing import PublishResult, channel_sources, publish_channel
-from deployd.store.redis import RedisStore
-
-Target = Callable[[Channel, str], PublishResult]
+from deployd.channels import channel_digest
+from deployd.cli.targets import add_target_arguments, open_target
+from deployd.errors import ChannelValidationError
+from deployd.publishing import channel_sources, describe_changes, summarize
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `publish` command to the `deployd` parser."""
     parser = subparsers.add_parser(
         "publish",
-        help="publish channel files",
+        help="publish channel files to a server (or its Redis)",
         description="Validate channel files (all of them, before anything is written), then "
-        "make each channel's document current in one atomic step. A channel whose document did "
-        "not change keeps its sequence.",
+        "make each channel whose document changed current in one atomic step. A channel whose "
+        "document did not change keeps its sequence.",
     )
     parser.add_argument(
         "paths", nargs="+", metavar="PATH", help="channel files or directories of them"
     )
     parser.add_argument(
-        "--redis-url",
-        metavar="URL",
-        help="the Redis the servers read (default: $REDIS_URL)",
+        "--dry-run",
+        action="store_true",
+        help="print what would change in each channel (releases, rollout, values) and publish"
+        " nothing",
     )
-    parser.add_argument(
-        "--publisher",
-        metavar="NAME",
-        help="who publishes, kept in each channel's history (default: your user name)",
-    )
+    add_target_arguments(parser)
     parser.set_defaults(func=run_publish)
 
 
 def run_publish(args: argparse.Namespace) -> int:
     """Exit status 0 when every channel is current (one line each on stdout), 1 on bad files.
 
-    Raises ConfigError when no Redis is named and StoreUnavailableError when it cannot be reached;
-    channels reported before such a failure were published.
+    Raises ConfigError when no target is named, StoreUnavailableError or a server error when the
+    target fails; channels reported before such a failure were published.
     """
-    publisher = args.publisher or _user_name()
-    redis_url = _redis_url(args)
     try:
         items = channel_sources(args.paths)
     except ChannelValidationError as e:
         for problem in e.problems:
             print(problem, file=sys.stderr)
         return 1
-    with redis_target(redis_url, publisher=publisher) as publish:
+    with open_target(args) as target:
+        changing = 0
         for channel, source in items:
-            print(describe(channel.name, publish(channel, source)), flush=True)
+            current = target.document(channel.name)
+            if current is not None and current["digest"] == channel_digest(channel.document):
+                print(f"{channel.name}: unchanged (sequence {current['sequence']})", flush=True)
+                continue
+            changing += 1
+            if args.dry_run:
+                print(_planned(channel.name, current, channel.document), flush=True)
+                continue
+            expected = current["sequence"] if current is not None else 0
+            outcome = target.publish(channel, source, expected_sequence=expected)
+            print(describe(outcome), flush=True)
+        if args.dry_run:
+            would = f"{changing} channel{'' if changing == 1 else 's'} would change"
+            print(f"dry run: {would}; nothing was published to {target.where}")
     return 0
 
 
-def describe(name: str, result: PublishResult) -> str:
+def describe(outcome: dict[str, Any]) -> str:
     """``stable: sequence 3 (added 1.5.0)`` or ``stable: unchanged (sequence 2)``."""
-    if not result.changed:
-        return f"{name}: unchanged (sequence {result.record.sequence})"
-    return f"{name}: sequence {result.record.sequence} ({result.record.summary})"
+    name, sequence = outcome["channel"], outcome["sequence"]
+    if not outcome["changed"]:
+        return f"{name}: unchanged (sequence {sequence})"
+    return f"{name}: sequence {sequence} ({outcome['summary']})"
 
 
-@contextmanager
-def redis_target(url: str, *, publisher: str) -> Iterator[Target]:
-    """Publish straight into the Redis every server reads (they see it within a second or two)."""
-    store = RedisStore.from_url(url)
-    try:
-        yield lambda channel, source: publish_channel(
-            store, channel, source=source, publisher=publisher
-        )
-    finally:
-        store.close()
-
-
-def _redis_url(args: argparse.Namespace) -> str:
-    overrides = {"redis_url": args.redis_url} if args.redis_url else {}
-    redis_url = settings_from_env(**overrides).redis_url
-    if redis_url is None:
-        raise ConfigError(
-            "publishing needs the Redis your servers use: pass --redis-url or set REDIS_URL."
-            " A server without Redis keeps its channels in its own memory, loaded from its"
-            " channels directory when it starts; `deployd channels check` validates files"
-            " without publishing them"
-        )
-    return redis_url
-
-
-def _user_name() -> str:
-    try:
-        return getpass.getuser()
-    except (OSError, KeyError):
-        return "cli"
+def _planned(name: str, current: dict[str, Any] | None, document: dict[str, Any]) -> str:
+    old = current["document"] if current is not None else None
+    at = f"over sequence {current['sequence']}" if current is not None else "as a new channel"
+    lines = [f"{name}: would publish {at} ({summarize(old, document)})"]
+    lines += ["  " + line for line in describe_changes(old, document)]
+    return "\n".join(lines)
