@@ -18,12 +18,21 @@ from deployd.errors import LicenseError
 from deployd.keys import KeyRing
 from deployd.license_cache import CachedLicenseVerifier
 from deployd.licenses import LicenseVerifier
+from deployd.publishers import new_token, token_hash
 from deployd.publishing import seed_store
 from deployd.store.memory import MemoryStore
 from tests.factories import make_license_kit, write_channels
 
 SPEC = "/api/v1/operator/channel"
 VALIDATE = "/api/v1/licenses/validate"
+REVOKE = "/api/v1/licenses/lic-1/revoke"
+# Every endpoint that reads a JSON body, and whether it needs a publisher token.
+JSON_ENDPOINTS = [
+    (VALIDATE, False),
+    (REVOKE, True),
+    ("/api/v1/channels/stable/rollback", True),
+    ("/api/v1/channels/stable/promote", True),
+]
 PATHS = [SPEC, SPEC + "/release/", "/api/v1/channels", "/api/v1/channels/", "/readyz"]
 
 # What a real HTTP server hands the app: header values decoded as latin-1, one line, no NUL.
@@ -48,6 +57,15 @@ def served(tmp_path_factory):
     return client, kit.issue(channel="stable", channels=["stable", "beta"]), kit
 
 
+@pytest.fixture(scope="module")
+def publisher(served):
+    """Authorization headers of a publisher known to the served app's store."""
+    client, _, _ = served
+    token = new_token()
+    client.application.extensions["deployd"].store.add_publisher("fuzz", token_hash(token))
+    return {"Authorization": f"Bearer {token}"}
+
+
 def assert_handled(response) -> None:
     assert response.status_code < 500, response.get_data()[:300]
     if response.status_code >= 400:
@@ -56,17 +74,34 @@ def assert_handled(response) -> None:
 
 
 FOUND = {
-    "Basic credentials with a non-ASCII byte": ("GET", SPEC, {"Authorization": "Basic \x80"}, None),
+    "Basic credentials with a non-ASCII byte": (
+        "GET",
+        SPEC,
+        {"Authorization": "Basic \x80"},
+        None,
+    ),
     "a license with a lone surrogate": ("POST", VALIDATE, {}, '{"license": "\\ud800.a.b"}'),
     "JSON nested past the recursion limit": ("POST", VALIDATE, {}, "[" * 100_000),
+    "a revocation body nested past the recursion limit": (
+        "POST",
+        REVOKE,
+        "publisher",
+        "[" * 100_000,
+    ),
 }
 
 
-@pytest.mark.parametrize(("method", "path", "headers", "body"), FOUND.values(), ids=FOUND.keys())
-def test_inputs_the_fuzzers_found_are_refused_cleanly(served, method, path, headers, body):
+@pytest.mark.parametrize(("method", "path", "headers", "body"), FOUND.values(), ids=FOUND)
+def test_inputs_the_fuzzers_found_are_refused_cleanly(
+    served, publisher, method, path, headers, body
+):
     client, _, _ = served
     response = client.open(
-        path, method=method, headers=headers, data=body, content_type="application/json"
+        path,
+        method=method,
+        headers=publisher if headers == "publisher" else headers,
+        data=body,
+        content_type="application/json",
     )
     assert_handled(response)
     assert response.status_code in (200, 400, 401)
@@ -129,7 +164,7 @@ def _json_text(value) -> str:
     return json.dumps(value)
 
 
-def test_random_validate_bodies_never_cause_a_server_error(served):
+def test_random_json_bodies_never_cause_a_server_error(served, publisher):
     client, license, _ = served
 
     @settings(max_examples=300, deadline=None)
@@ -142,11 +177,14 @@ def test_random_validate_bodies_never_cause_a_server_error(served):
             st.integers(1, 5000).map(lambda depth: '{"license": ' * depth),
         ),
         content_type=st.sampled_from(["application/json", "text/plain", "application/x-yaml"]),
+        endpoint=st.sampled_from(JSON_ENDPOINTS),
     )
-    def check(body, content_type):
-        response = client.post(VALIDATE, data=body, content_type=content_type)
+    def check(body, content_type, endpoint):
+        path, as_publisher = endpoint
+        headers = publisher if as_publisher else {}
+        response = client.post(path, data=body, content_type=content_type, headers=headers)
         assert_handled(response)
-        if response.status_code == 200:
+        if path == VALIDATE and response.status_code == 200:
             assert set(response.get_json()) == {"valid", "code", "message", "claims"}
 
     check()
