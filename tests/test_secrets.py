@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import re
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -22,6 +23,7 @@ from deployd.config import Settings
 from deployd.errors import KeyFileError
 from deployd.keys import generate_private_key
 from deployd.logs import JsonFormatter
+from deployd.publishers import new_token, token_hash
 from deployd.publishing import seed_store
 from deployd.signing import write_key_pair
 from deployd.store.memory import MemoryStore
@@ -54,7 +56,8 @@ class Secrets:
 
     def assert_absent(self, text: str, where: str) -> None:
         for secret in self.values:
-            fragments = [secret] + [p for p in secret.split(".") if len(p) >= 12]
+            # Also any long piece of it: a JWT segment, a publisher token without its prefix.
+            fragments = [secret] + [p for p in re.split(r"[._]", secret) if len(p) >= 12]
             for fragment in fragments:
                 assert fragment not in text, f"a secret appeared in {where}"
 
@@ -182,6 +185,41 @@ def test_no_license_reaches_a_log_or_a_response_on_any_path(world, captured_logs
         "revoked",
         "channel_not_allowed",
     }
+    secrets.assert_absent(captured_logs(), "the logs")
+
+
+def test_no_publisher_token_reaches_a_log_or_a_response(world, captured_logs):
+    settings, store, licenses, secrets = world
+    valid = secrets.add(new_token())
+    store.add_publisher("alice", token_hash(valid))
+    revoked = secrets.add(new_token())
+    store.add_publisher("mallory", token_hash(revoked))
+    store.revoke_publisher("mallory")
+    tokens = [valid, revoked, secrets.add(new_token()), "dpub_short", licenses["valid"]]
+    client = create_app(replace(settings, rate_limit_enabled=False), store=store).test_client()
+    calls = [
+        ("PUT", "/api/v1/channels/stable", "name: stable\nreleases: [{version: 1.0.0}]\n"),
+        ("PUT", "/api/v1/channels/stable", "not: [valid"),
+        ("POST", "/api/v1/licenses/lic-1/revoke", '{"reason": "test"}'),
+        ("POST", "/api/v1/channels/stable/rollback", '{"sequence": 99}'),
+        ("GET", "/api/v1/channels/stable/history", None),
+        ("GET", "/api/v1/channels", None),
+    ]
+    statuses = set()
+    for token in tokens:
+        for method, path, body in calls:
+            response = client.open(
+                path,
+                method=method,
+                data=body,
+                content_type="application/yaml" if method == "PUT" else "application/json",
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            statuses.add(response.status_code)
+            where = f"{method} {path} -> {response.status_code}"
+            secrets.assert_absent(response.get_data(as_text=True), f"the body of {where}")
+            secrets.assert_absent(str(response.headers), f"the headers of {where}")
+    assert {200, 401, 404, 422} <= statuses
     secrets.assert_absent(captured_logs(), "the logs")
 
 
