@@ -151,13 +151,14 @@ def _channel_from_body(name: str) -> tuple[Channel, str]:
 @bp.put("/api/v1/channels/<name>")
 def publish(name: str) -> Response:
     publisher = require_publisher()
+    expected_sequence = _expected_sequence()
     channel, source = _channel_from_body(name)
     result = publish_channel(
         services().store,
         channel,
         source=source,
         publisher=publisher,
-        expected_sequence=_expected_sequence(),
+        expected_sequence=expected_sequence,
     )
     return _outcome(result)
 
