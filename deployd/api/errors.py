@@ -7,7 +7,12 @@ import logging
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
-from deployd.errors import DeploydError, RateLimitedError, StoreUnavailableError
+from deployd.errors import (
+    DeploydError,
+    PublisherAuthError,
+    RateLimitedError,
+    StoreUnavailableError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +51,9 @@ def _deployd_error(e: DeploydError) -> Response:
         response.headers["Retry-After"] = str(e.retry_after)
     elif isinstance(e, StoreUnavailableError):
         response.headers["Retry-After"] = "5"
-    if e.status == 401:
+    if isinstance(e, PublisherAuthError):
+        response.headers["WWW-Authenticate"] = 'Bearer realm="deployd-publishers"'
+    elif e.status == 401:
         response.headers["WWW-Authenticate"] = 'Basic realm="deployd", charset="UTF-8"'
     return response
 

@@ -279,6 +279,7 @@ def test_only_a_publisher_token_publishes(
         "/api/v1/channels/stable", data=NEXT, content_type="application/yaml", headers=headers
     )
     assert error_of(response) == (401, "publisher_unauthorized")
+    assert response.headers["WWW-Authenticate"].startswith("Bearer ")
     assert license not in response.get_data(as_text=True)
     assert store.get_channel("stable").sequence == 1
 
