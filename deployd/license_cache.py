@@ -45,11 +45,9 @@ class CachedLicenseVerifier:
         """Same contract as `LicenseVerifier.verify`, answered from memory when it safely can."""
         if not unverified_token or len(unverified_token) > MAX_TOKEN_BYTES:
             return self.verifier.verify(unverified_token)
-        # surrogatepass: a JSON body can carry lone surrogates; the verifier refuses them as
-        # malformed, and must get the chance to.
-        key = hashlib.sha256(unverified_token.encode("utf-8", "surrogatepass")).digest()
-        license = self._entries.get(key)
-        if license is not None and self._still_valid(license):
+        key = _key(unverified_token)
+        license = self._remembered(key)
+        if license is not None:
             self.hits += 1
             if self.verifier.is_revoked(license.jti):
                 raise LicenseError("revoked", f"license {license.jti!r} has been revoked")
@@ -62,9 +60,34 @@ class CachedLicenseVerifier:
                 self._entries.popitem(last=False)
         return license
 
+    def lookup(self, unverified_token: str) -> VerifiedLicense | None:
+        """The license when `verify` would answer it from memory and accept it; else None.
+
+        Never verifies a signature: None means "ask `verify`" (a token not seen before, or past
+        its exp or before its nbf, or revoked). Raises what the revocation check raises (a
+        revocation list too stale to trust).
+        """
+        if not unverified_token or len(unverified_token) > MAX_TOKEN_BYTES:
+            return None
+        license = self._remembered(_key(unverified_token))
+        if license is None or self.verifier.is_revoked(license.jti):
+            return None
+        self.hits += 1
+        return license
+
+    def _remembered(self, key: bytes) -> VerifiedLicense | None:
+        license = self._entries.get(key)
+        return license if license is not None and self._still_valid(license) else None
+
     def _still_valid(self, license: VerifiedLicense) -> bool:
         now = self.clock()
         leeway = self.verifier.leeway
         if now > license.expires_at + leeway:
             return False
         return license.not_before is None or now >= license.not_before - leeway
+
+
+def _key(unverified_token: str) -> bytes:
+    # surrogatepass: a JSON body can carry lone surrogates; the verifier refuses them as
+    # malformed, and must get the chance to.
+    return hashlib.sha256(unverified_token.encode("utf-8", "surrogatepass")).digest()

@@ -4,9 +4,20 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import secrets
 import time
 
 from flask import g, has_request_context
+
+# A client's X-Request-Id is echoed and logged only when it is this plain.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+def request_id(given: str | None) -> str:
+    """The id a request is logged and answered under: the client's X-Request-Id when it is
+    safe to echo, else a new random one."""
+    return given if given and _REQUEST_ID.fullmatch(given) else secrets.token_hex(16)
 
 
 class JsonFormatter(logging.Formatter):

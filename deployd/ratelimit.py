@@ -50,24 +50,56 @@ class RateLimiter:
     def hit(self, *keys: str) -> None:
         """Count one request for each key; raise RateLimitedError when any is over the limit."""
         now = self.clock()
-        window = int(now // WINDOW_SECONDS)
         with self._lock:
-            if window != self._window:
-                self._window, self._pending, self._totals = window, {}, {}
+            window = self._current_window(now)
             for key in keys:
-                count = self._totals.get(key, 0) + self._pending.get(key, 0)
-                if count >= self.limit:
+                if self._count(key) >= self.limit:
                     retry_after = math.ceil((window + 1) * WINDOW_SECONDS - now)
                     raise RateLimitedError(
                         f"too many requests: at most {self.limit} a minute; retry in"
                         f" {retry_after} s",
                         retry_after=max(1, retry_after),
                     )
-            for key in keys:
-                self._pending[key] = self._pending.get(key, 0) + 1
-            due = now - self._synced_at >= self.sync_interval
+            due = self._add(keys, now)
         if due:
             self.sync()
+
+    def allows(self, key: str) -> bool:
+        """Whether `hit(key)` would let one more request through now. Counts nothing."""
+        now = self.clock()
+        with self._lock:
+            self._current_window(now)
+            return self._count(key) < self.limit
+
+    def count(self, *keys: str) -> None:
+        """Count one request for each key without refusing any: for callers that asked `allows`.
+
+        Between the two calls another thread may count too, so under threaded workers a key can
+        overshoot by the number of threads, well inside the one-sync-interval overshoot above.
+        """
+        now = self.clock()
+        with self._lock:
+            self._current_window(now)
+            due = self._add(keys, now)
+        if due:
+            self.sync()
+
+    def _current_window(self, now: float) -> int:
+        # Called with the lock held: a new minute starts every count from zero.
+        window = int(now // WINDOW_SECONDS)
+        if window != self._window:
+            self._window, self._pending, self._totals = window, {}, {}
+        return window
+
+    def _count(self, key: str) -> int:
+        return self._totals.get(key, 0) + self._pending.get(key, 0)
+
+    def _add(self, keys: tuple[str, ...], now: float) -> bool:
+        """Add one to each key's pending count; True when the store is due a sync."""
+        pending = self._pending
+        for key in keys:
+            pending[key] = pending.get(key, 0) + 1
+        return now - self._synced_at >= self.sync_interval
 
     def sync(self) -> None:
         """Push this process's counts to the store and learn everyone's totals."""

@@ -39,12 +39,28 @@ class Services:
     def limit_address(self, address: str | None) -> None:
         """Count a request from `address`; raise RateLimitedError past the per-address limit."""
         if self.address_limiter is not None:
-            self.address_limiter.hit(f"addr:{address or '-'}")
+            self.address_limiter.hit(_address_key(address))
 
     def limit_license(self, license: VerifiedLicense) -> None:
         """Count a request made with `license`; raise RateLimitedError past its limit."""
         if self.license_limiter is not None:
-            self.license_limiter.hit(f"license:{license.jti}")
+            self.license_limiter.hit(_license_key(license))
+
+    def address_allowed(self, address: str | None) -> bool:
+        """Whether `limit_address` would let a request from `address` through. Counts nothing."""
+        return self.address_limiter is None or self.address_limiter.allows(_address_key(address))
+
+    def license_allowed(self, license: VerifiedLicense) -> bool:
+        """Whether `limit_license` would let a request with `license` through. Counts nothing."""
+        return self.license_limiter is None or self.license_limiter.allows(_license_key(license))
+
+    def count_request(self, address: str | None, license: VerifiedLicense | None) -> None:
+        """Count a request the two checks above allowed, as `limit_address` and `limit_license`
+        would have."""
+        if self.address_limiter is not None:
+            self.address_limiter.count(_address_key(address))
+        if license is not None and self.license_limiter is not None:
+            self.license_limiter.count(_license_key(license))
 
     def verify_license(self, unverified_token: str) -> VerifiedLicense:
         return self.verifier.verify(unverified_token)
@@ -107,6 +123,14 @@ def build_services(settings: Settings, store: Store) -> Services:
             store.add_counts, limit=settings.rate_limit_per_address_per_minute, sync_interval=sync
         )
     return services
+
+
+def _address_key(address: str | None) -> str:
+    return f"addr:{address or '-'}"
+
+
+def _license_key(license: VerifiedLicense) -> str:
+    return f"license:{license.jti}"
 
 
 def services() -> Services:

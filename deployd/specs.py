@@ -2,6 +2,10 @@
 
 A rendered spec is byte-identical for every request inside its time window, so ETags and caches
 hold; `issuedAt` and `expires` move only when the window does (DESIGN.md, contract).
+
+Both caches here are keyed by the channel's sequence and the window, so a publish (a new
+sequence) or a new window is a new key: nothing is ever invalidated in place, and stale entries
+age out of the bounded maps.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from deployd.channels import Channel, Release
+from deployd.selection import select_release
 from deployd.signing import SpecSigner
 from deployd.timestamps import rfc3339
 
@@ -62,18 +67,60 @@ def render_spec(
     return RenderedSpec(body, etag, signer.signature_header(body), release.version, sequence)
 
 
+# Longer Deployd-Current-Version values are answered without remembering the choice, so a client
+# sending junk cannot fill the memory with it.
+MAX_REMEMBERED_VERSION_CHARS = 128
+
+
 class SpecCache:
-    """Rendered specs kept per worker, by (channel, sequence, release, window); bounded LRU."""
+    """Rendered specs kept per worker, by (channel, sequence, release, window); bounded LRU.
+
+    Also remembers which spec each caller was given, by (channel, sequence, license id, reported
+    current version, window), so a repeated poll costs one lookup instead of a release selection
+    (a hash per release on a staged rollout). At most `max_choices` are kept, oldest dropped first.
+    """
 
     def __init__(
-        self, signer: SpecSigner, *, window_seconds: int, expiry_windows: int, maxsize: int = 4096
+        self,
+        signer: SpecSigner,
+        *,
+        window_seconds: int,
+        expiry_windows: int,
+        maxsize: int = 4096,
+        max_choices: int = 20_000,
     ) -> None:
         self.signer = signer
         self.window_seconds = window_seconds
         self.expiry_windows = expiry_windows
         self.maxsize = maxsize
+        self.max_choices = max_choices
         self._entries: OrderedDict[tuple, RenderedSpec] = OrderedDict()
+        self._choices: OrderedDict[tuple, RenderedSpec] = OrderedDict()
         self._lock = threading.Lock()
+
+    def select(
+        self,
+        channel: Channel,
+        *,
+        sequence: int,
+        license_id: str | None,
+        current_version: str | None,
+        now: float,
+    ) -> RenderedSpec:
+        """The spec of the release `select_release` picks for this caller (same errors)."""
+        window_start = now - now % self.window_seconds
+        key = (channel.name, sequence, license_id, current_version, window_start)
+        spec = self._choices.get(key)
+        if spec is not None:
+            return spec
+        release = select_release(channel, license_id=license_id, current_version=current_version)
+        spec = self.get(channel, release, sequence=sequence, now=now)
+        if current_version is None or len(current_version) <= MAX_REMEMBERED_VERSION_CHARS:
+            with self._lock:
+                self._choices[key] = spec
+                while len(self._choices) > self.max_choices:
+                    self._choices.popitem(last=False)
+        return spec
 
     def get(self, channel: Channel, release: Release, *, sequence: int, now: float) -> RenderedSpec:
         window_start = now - now % self.window_seconds

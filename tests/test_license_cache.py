@@ -5,12 +5,15 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 
+import jwt
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from deployd.errors import LicenseError
 from deployd.keys import KeyRing
 from deployd.license_cache import CachedLicenseVerifier
 from deployd.licenses import LicenseVerifier
+from tests import jwt_forge
 from tests.factories import make_license_kit
 
 
@@ -97,3 +100,48 @@ def test_size_is_bounded(cached, kit):
     assert len(cached) == 3
     cached.verify(tokens[-1])
     assert cached.hits == 1
+
+
+# --- lookup: what the fast path may answer without verifying anything
+
+
+def test_lookup_answers_only_licenses_verified_before(cached, kit):
+    token = kit.issue()
+    assert cached.lookup(token) is None
+    license = cached.verify(token)
+    assert cached.lookup(token) == license
+
+
+@pytest.mark.parametrize(
+    ("seconds_later", "found"),
+    [(0, True), (60 + 28, True), (60 + 31, False)],
+    ids=["now", "within the leeway after exp", "past exp and leeway"],
+)
+def test_lookup_never_outlives_exp(cached, kit, clock, seconds_later, found):
+    token = kit.issue(expires_in=timedelta(seconds=60))
+    cached.verify(token)
+    clock.now += seconds_later
+    assert (cached.lookup(token) is not None) is found
+
+
+def test_lookup_is_none_before_nbf(cached, kit, clock):
+    private = serialization.load_pem_private_key(kit.private_key.read_bytes(), None)
+    claims = jwt_forge.claims(nbf=int(clock.now) - 10)
+    token = jwt.encode(claims, private, algorithm="EdDSA", headers={"kid": "test"})
+    cached.verify(token)
+    clock.now -= 3600  # as far as the cache can tell, an hour before nbf
+    assert cached.lookup(token) is None
+
+
+def test_lookup_is_none_once_revoked(cached, kit, revoked):
+    token = kit.issue()
+    license = cached.verify(token)
+    revoked.add(license.jti)
+    assert cached.lookup(token) is None
+
+
+@pytest.mark.parametrize("token", ["", "not-a-token", "x" * 10_000], ids=["empty", "bad", "huge"])
+def test_lookup_of_what_never_verified_is_none(cached, token):
+    with pytest.raises(LicenseError):
+        cached.verify(token)
+    assert cached.lookup(token) is None

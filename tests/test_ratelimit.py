@@ -89,3 +89,37 @@ def test_fails_open_when_the_store_is_down(caplog):
         limiter.hit("k")
     assert "rate limits not shared" in caplog.text
     assert caplog.text.count("rate limits not shared") == 1
+
+
+# --- allows and count: deciding first, counting once the answer is known
+
+
+def test_allows_counts_nothing():
+    limiter = RateLimiter(SharedCounters().add, limit=2, clock=Clock())
+    assert all(limiter.allows("k") for _ in range(10))
+    limiter.hit("k")
+    limiter.hit("k")
+    assert not limiter.allows("k")
+    assert limiter.allows("other")
+
+
+def test_count_counts_without_refusing():
+    clock, shared = Clock(), SharedCounters()
+    limiter = RateLimiter(shared.add, limit=2, sync_interval=0.5, clock=clock)
+    for _ in range(3):
+        limiter.count("k")
+    assert not limiter.allows("k")
+    with pytest.raises(RateLimitedError):
+        limiter.hit("k")
+    clock.now += 0.5
+    limiter.count("k")
+    assert shared.totals[100, "k"] == 4
+
+
+def test_allows_starts_afresh_in_a_new_window():
+    clock = Clock()
+    limiter = RateLimiter(SharedCounters().add, limit=1, clock=clock)
+    limiter.count("k")
+    assert not limiter.allows("k")
+    clock.now += 60
+    assert limiter.allows("k")

@@ -14,7 +14,10 @@ BASIC_USER = "license"
 
 
 def authorization_header(request: Request) -> str | None:
-    value = request.headers.get("Authorization")
+    return _checked_size(request.headers.get("Authorization"))
+
+
+def _checked_size(value: str | None) -> str | None:
     if value is not None and len(value) > MAX_AUTHORIZATION_BYTES:
         raise DeploydError(
             f"Authorization header is larger than {MAX_AUTHORIZATION_BYTES} bytes",
@@ -29,7 +32,12 @@ def license_from_request(request: Request) -> str | None:
 
     Accepts HTTP Basic with user `license` (what the W&B operator sends) or a Bearer token.
     """
-    value = authorization_header(request)
+    return license_from_authorization(request.headers.get("Authorization"))
+
+
+def license_from_authorization(value: str | None) -> str | None:
+    """The unverified license in an Authorization header value (as `license_from_request`)."""
+    value = _checked_size(value)
     if value is None or not value.strip():
         return None
     scheme, _, credentials = value.strip().partition(" ")

@@ -1,28 +1,46 @@
-"""The operator endpoints: the spec of a license's channel, or of one pinned release."""
+"""The operator endpoints: the spec of a license's channel, or of one pinned release.
+
+Two ways in, one answer. A fleet polls `GET /api/v1/operator/channel` over and over with licenses
+this worker has already verified, for specs it has already rendered: `fast_spec` answers those
+polls from memory on deployd.api.fastpath's plain-WSGI way in. Everything else goes to the Flask
+view, which makes every check and renders every error: a license not verified yet, any failed
+check, a rate limit that would refuse, a pinned release, a query the fast path does not read.
+Both share the steps that pick the spec (`_channel_to_serve`, `_find_spec`) and its headers.
+"""
 
 from __future__ import annotations
 
+import re
 import time
+from typing import Any
 
 from flask import Blueprint, Flask, Response, request
+from werkzeug.http import parse_etags
 
-from deployd.api.auth import license_from_request
+from deployd.api.auth import license_from_authorization, license_from_request
+from deployd.api.fastpath import Answer, content_length
 from deployd.errors import LicenseError, NotFoundError
-from deployd.selection import select_release
-from deployd.services import services
+from deployd.licenses import VerifiedLicense
+from deployd.services import Services, services
+from deployd.specs import RenderedSpec
 
 bp = Blueprint("operator", __name__)
 
+SPEC_PATH = "/api/v1/operator/channel"
 CURRENT_VERSION_HEADER = "Deployd-Current-Version"
+SPEC_CACHE_CONTROL = "private, no-cache"
+SPEC_VARY = "Authorization, Deployd-Current-Version"
+# The only query the fast path reads itself; anything else is parsed by Flask.
+_CHANNEL_QUERY = re.compile(r"channel=([a-z0-9][a-z0-9-]{0,62})")
 
 
-@bp.route("/api/v1/operator/channel", methods=["GET", "POST"])
+@bp.route(SPEC_PATH, methods=["GET", "POST"])
 def channel_spec() -> Response:
     # POST is what older W&B operators send (with their active spec as body, which is ignored).
     return _serve_spec(pinned=None)
 
 
-@bp.get("/api/v1/operator/channel/release/<release_id>")
+@bp.get(SPEC_PATH + "/release/<release_id>")
 def pinned_spec(release_id: str) -> Response:
     return _serve_spec(pinned=release_id)
 
@@ -32,7 +50,29 @@ def _serve_spec(*, pinned: str | None) -> Response:
     deployd.limit_address(request.remote_addr)
     asked = request.args.get("channel") or None
     unverified_license = license_from_request(request)
-    if unverified_license is None:
+    license = None
+    if unverified_license is not None:
+        license = deployd.verify_license(unverified_license)
+        deployd.limit_license(license)
+    name, license_id = _channel_to_serve(deployd, license, asked)
+    spec = _find_spec(
+        deployd,
+        name,
+        license_id,
+        pinned=pinned,
+        current_version=request.headers.get(CURRENT_VERSION_HEADER) or None,
+    )
+    headers = spec_headers(spec)
+    if request.if_none_match.contains_weak(spec.etag.strip('"')):
+        return Response(status=304, headers=headers)
+    return Response(spec.body, status=200, headers=headers, content_type="application/json")
+
+
+def _channel_to_serve(
+    deployd: Services, license: VerifiedLicense | None, asked: str | None
+) -> tuple[str, str | None]:
+    """(channel name, license id for rollouts) for this caller; LicenseError when not allowed."""
+    if license is None:
         anonymous = deployd.settings.anonymous_channel
         if anonymous is None or asked not in (None, anonymous):
             raise LicenseError(
@@ -40,42 +80,100 @@ def _serve_spec(*, pinned: str | None) -> Response:
                 "a license is required: send HTTP Basic auth with user 'license' and the license"
                 " as password, or 'Authorization: Bearer <license>'",
             )
-        name, license_id = anonymous, None
-    else:
-        license = deployd.verify_license(unverified_license)
-        deployd.limit_license(license)
-        name = asked or license.channel
-        if not license.may_read(name):
-            raise LicenseError("channel_not_allowed", f"this license may not read channel {name!r}")
-        license_id = license.jti
+        return anonymous, None
+    name = asked or license.channel
+    if not license.may_read(name):
+        raise LicenseError("channel_not_allowed", f"this license may not read channel {name!r}")
+    return name, license.jti
 
+
+def _find_spec(
+    deployd: Services,
+    name: str,
+    license_id: str | None,
+    *,
+    pinned: str | None,
+    current_version: str | None,
+) -> RenderedSpec:
+    """The rendered spec of the pinned release, or of the one selected for this caller."""
     found = deployd.state.channel(name)
     if found is None:
         raise NotFoundError(f"no channel named {name!r}", code="unknown_channel")
     sequence, channel = found
-    if pinned is not None:
-        release = channel.release(pinned)
-        if release is None:
-            raise NotFoundError(
-                f"channel {name!r} has no release {pinned!r}", code="unknown_release"
-            )
-    else:
-        release = select_release(
+    now = time.time()
+    if pinned is None:
+        return deployd.specs.select(
             channel,
+            sequence=sequence,
             license_id=license_id,
-            current_version=request.headers.get(CURRENT_VERSION_HEADER) or None,
+            current_version=current_version,
+            now=now,
         )
+    release = channel.release(pinned)
+    if release is None:
+        raise NotFoundError(f"channel {name!r} has no release {pinned!r}", code="unknown_release")
+    return deployd.specs.get(channel, release, sequence=sequence, now=now)
 
-    spec = deployd.specs.get(channel, release, sequence=sequence, now=time.time())
-    headers = {
-        "ETag": spec.etag,
-        "Cache-Control": "private, no-cache",
-        "Vary": "Authorization, Deployd-Current-Version",
-        "Deployd-Signature": spec.signature,
-    }
-    if request.if_none_match.contains_weak(spec.etag.strip('"')):
-        return Response(status=304, headers=headers)
-    return Response(spec.body, status=200, headers=headers, content_type="application/json")
+
+def spec_headers(spec: RenderedSpec) -> list[tuple[str, str]]:
+    """The headers of a spec answer, 200 or 304 (besides Content-Type and Content-Length)."""
+    return [
+        ("ETag", spec.etag),
+        ("Cache-Control", SPEC_CACHE_CONTROL),
+        ("Vary", SPEC_VARY),
+        ("Deployd-Signature", spec.signature),
+    ]
+
+
+def fast_spec(deployd: Services, environ: dict[str, Any]) -> Answer | None:
+    """The fast path's answer to a repeat poll of the spec endpoint (see deployd.api.fastpath):
+    a 200 or 304 from memory, or None when the Flask view must answer."""
+    if environ.get("REQUEST_METHOD") not in ("GET", "POST"):
+        return None
+    length = content_length(environ)
+    if length is None or length > deployd.settings.max_body_bytes:
+        return None
+    query = environ.get("QUERY_STRING")
+    asked = None
+    if query:
+        match = _CHANNEL_QUERY.fullmatch(query)
+        if match is None:
+            return None
+        asked = match.group(1)
+    address = environ.get("REMOTE_ADDR")
+    if not deployd.address_allowed(address):
+        return None
+    unverified_license = license_from_authorization(environ.get("HTTP_AUTHORIZATION"))
+    license = None
+    if unverified_license is not None:
+        license = deployd.verifier.lookup(unverified_license)
+        if license is None or not deployd.license_allowed(license):
+            return None
+    name, license_id = _channel_to_serve(deployd, license, asked)
+    spec = _find_spec(
+        deployd,
+        name,
+        license_id,
+        pinned=None,
+        current_version=environ.get("HTTP_DEPLOYD_CURRENT_VERSION") or None,
+    )
+    # The answer is decided; counting it is the only change the fast path makes.
+    deployd.count_request(address, license)
+    headers = spec_headers(spec)
+    if _not_modified(environ.get("HTTP_IF_NONE_MATCH"), spec.etag):
+        return Answer("304 NOT MODIFIED", headers, b"")
+    headers.append(("Content-Type", "application/json"))
+    headers.append(("Content-Length", str(len(spec.body))))
+    return Answer("200 OK", headers, spec.body)
+
+
+def _not_modified(if_none_match: str | None, etag: str) -> bool:
+    """What `request.if_none_match.contains_weak` says, without parsing the common exact echo."""
+    if if_none_match is None:
+        return False
+    if if_none_match == etag:
+        return True
+    return parse_etags(if_none_match).contains_weak(etag.strip('"'))
 
 
 def init_app(app: Flask) -> None:

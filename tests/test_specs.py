@@ -1,0 +1,139 @@
+"""Rendered specs and remembered choices: fast, and never stale after a publish or a new window."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+import deployd.specs
+from deployd.channels import Channel, channel_from_document
+from deployd.errors import NotFoundError
+from deployd.selection import select_release
+from deployd.signing import SpecSigner
+from deployd.specs import MAX_REMEMBERED_VERSION_CHARS, SpecCache
+
+WINDOW = 86_400
+NOW = 1_800_000_000.0 - 1_800_000_000.0 % WINDOW + 100  # 100 s into a window
+LICENSES = [f"lic-{i:04d}" for i in range(200)]
+
+
+def channel(*releases: tuple[str, int, bool]) -> Channel:
+    """Channel `stable` of (version, rollout, required) releases."""
+    return channel_from_document(
+        {
+            "name": "stable",
+            "chart": {"url": "https://charts.example.com", "name": "server"},
+            "releases": [
+                {"version": v, "rollout": rollout, "required": required, "chart": {"version": v}}
+                for v, rollout, required in releases
+            ],
+        }
+    )
+
+
+STAGED = channel(
+    ("1.0.0", 100, False), ("1.1.0", 100, True), ("1.2.0", 100, False), ("1.3.0", 50, False)
+)
+
+
+@pytest.fixture
+def specs() -> SpecCache:
+    signer = SpecSigner("spec-test", Ed25519PrivateKey.generate())
+    return SpecCache(signer, window_seconds=WINDOW, expiry_windows=3, max_choices=50)
+
+
+@pytest.fixture
+def selections(monkeypatch) -> list[tuple]:
+    """Every call SpecCache makes to select_release, as (license id, current version)."""
+    calls: list[tuple] = []
+
+    def counting(ch, *, license_id, current_version):
+        calls.append((license_id, current_version))
+        return select_release(ch, license_id=license_id, current_version=current_version)
+
+    monkeypatch.setattr(deployd.specs, "select_release", counting)
+    return calls
+
+
+def metadata(spec) -> dict[str, str]:
+    return json.loads(spec.body)["metadata"]
+
+
+def test_the_spec_is_that_of_the_release_select_release_picks(specs):
+    for license_id in LICENSES:
+        for current in (None, "1.0.0", "1.1.0", "junk"):
+            spec = specs.select(
+                STAGED, sequence=1, license_id=license_id, current_version=current, now=NOW
+            )
+            expected = select_release(STAGED, license_id=license_id, current_version=current)
+            assert spec.release == metadata(spec)["release"] == expected.version
+
+
+def test_a_repeat_poll_is_answered_from_memory(specs, selections):
+    first = specs.select(STAGED, sequence=1, license_id="a", current_version=None, now=NOW)
+    again = specs.select(STAGED, sequence=1, license_id="a", current_version=None, now=NOW + 60)
+    assert again is first
+    assert selections == [("a", None)]
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        {"license_id": "b"},
+        {"current_version": "1.0.0"},
+        {"license_id": None},
+    ],
+    ids=["another license", "another reported version", "anonymous"],
+)
+def test_another_caller_gets_its_own_choice(specs, selections, other):
+    asked = {"license_id": "a", "current_version": None, **other}
+    specs.select(STAGED, sequence=1, license_id="a", current_version=None, now=NOW)
+    specs.select(STAGED, sequence=1, now=NOW, **asked)
+    assert len(selections) == 2
+
+
+def test_a_publish_is_seen_at_once(specs):
+    before = specs.select(STAGED, sequence=1, license_id="a", current_version=None, now=NOW)
+    promoted = channel(("1.0.0", 100, False), ("1.3.0", 100, False), ("1.4.0", 100, False))
+    after = specs.select(promoted, sequence=2, license_id="a", current_version=None, now=NOW)
+    assert metadata(after)["release"] == "1.4.0"
+    assert metadata(after)["sequence"] == "2"
+    assert after.etag != before.etag
+
+
+def test_a_new_window_is_a_new_spec_with_new_times(specs):
+    first = specs.select(STAGED, sequence=1, license_id="a", current_version=None, now=NOW)
+    same = specs.select(STAGED, sequence=1, license_id="a", current_version=None, now=NOW + 3600)
+    later = specs.select(STAGED, sequence=1, license_id="a", current_version=None, now=NOW + WINDOW)
+    assert same is first
+    assert later.release == first.release
+    assert metadata(later)["issuedAt"] != metadata(first)["issuedAt"]
+    assert metadata(later)["expires"] > metadata(first)["expires"]
+    assert later.etag != first.etag
+
+
+def test_choices_are_bounded_oldest_first(specs, selections):
+    for license_id in LICENSES[:51]:
+        specs.select(STAGED, sequence=1, license_id=license_id, current_version=None, now=NOW)
+    specs.select(STAGED, sequence=1, license_id=LICENSES[50], current_version=None, now=NOW)
+    assert len(selections) == 51
+    specs.select(STAGED, sequence=1, license_id=LICENSES[0], current_version=None, now=NOW)
+    assert len(selections) == 52
+
+
+def test_a_long_reported_version_is_never_remembered(specs, selections):
+    junk = "1" * (MAX_REMEMBERED_VERSION_CHARS + 1)
+    for _ in range(2):
+        specs.select(STAGED, sequence=1, license_id="a", current_version=junk, now=NOW)
+    assert len(selections) == 2
+
+
+def test_no_release_for_the_caller_is_an_error_every_time(specs, selections):
+    dark = channel(("1.0.0", 0, False))
+    for _ in range(2):
+        with pytest.raises(NotFoundError) as e:
+            specs.select(dark, sequence=1, license_id=None, current_version=None, now=NOW)
+        assert e.value.code == "no_release"
+    assert len(selections) == 2
