@@ -1,0 +1,1 @@
+"""Benchmarks of the deployd server against a bare Flask baseline (`python bench/run.py`)."""

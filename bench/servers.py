@@ -1,0 +1,139 @@
+"""Processes the benchmark runs on loopback: redis-server and gunicorn serving an app module.
+
+Both are started on free ports, watched with bounded waits, and stopped by process group, so a
+failed run leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.redis_server import RedisServer, free_port
+
+REPO = Path(__file__).resolve().parents[1]
+START_TIMEOUT_SECONDS = 30.0
+
+__all__ = ["REPO", "Gunicorn", "RedisServer", "free_port", "worker_rss_bytes"]
+
+
+@dataclass
+class Gunicorn:
+    """`gunicorn -c gunicorn.conf.py <app>` (the checked-in config) on a free loopback port."""
+
+    app: str
+    env: Mapping[str, str]
+    log_path: Path
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen | None = None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return ("127.0.0.1", self.port)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        env = {**os.environ, **self.env, "HOST": "127.0.0.1", "PORT": str(self.port)}
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "gunicorn", "-c", str(REPO / "gunicorn.conf.py"), self.app],
+                cwd=REPO,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        while not self._healthy():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"gunicorn {self.app} did not start:\n{self.log_tail()}")
+            time.sleep(0.1)
+        # Every worker must be up before anything is measured.
+        while len(self.worker_pids()) < self.expected_workers():
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"gunicorn {self.app}: workers did not start")
+            time.sleep(0.1)
+
+    def _healthy(self) -> bool:
+        connection = http.client.HTTPConnection(*self.address, timeout=2)
+        try:
+            connection.request("GET", "/healthz")
+            return connection.getresponse().status == 200
+        except OSError:
+            return False
+        finally:
+            connection.close()
+
+    def expected_workers(self) -> int:
+        if "WEB_CONCURRENCY" in self.env:
+            return int(self.env["WEB_CONCURRENCY"])
+        return (os.cpu_count() or 1) * 2
+
+    def worker_pids(self) -> list[int]:
+        """The pids of the master's children (the workers)."""
+        if self.process is None:
+            return []
+        return children_of(self.process.pid)
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+        self.process = None
+
+
+def children_of(parent: int) -> list[int]:
+    """Pids of the processes whose parent is `parent`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # exited meanwhile
+        # "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split after it.
+        if int(stat.rsplit(")", 1)[1].split()[1]) == parent:
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+def worker_rss_bytes(pid: int) -> int:
+    """Resident memory of process `pid` (VmRSS from /proc/<pid>/status)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time process `pid` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    # After the command name: state is field 3, utime and stime fields 14 and 15 (1-based).
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -1,0 +1,550 @@
+"""The benchmark: what is measured, in which order, and the targets deployd must meet.
+
+Every throughput figure is a ratio to the bare Flask baseline (bench/baseline_app.py) measured in
+the same run, alternating baseline and deployd round by round, because absolute figures on a
+shared 2-core machine drift by 10% or more from one minute to the next.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import statistics
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis
+
+from bench.load import LoadResult, Request, default_generator, fetch, run_load
+from bench.servers import Gunicorn, RedisServer, cpu_seconds, free_port, worker_rss_bytes
+from bench.world import (
+    basic_auth,
+    channel_document,
+    channel_yaml,
+    issue_licenses,
+    load_large_store,
+    make_keys,
+    publish_yaml,
+)
+from deployd.store.redis import RedisStore
+
+SPEC_PATH = "/api/v1/operator/channel"
+VALIDATE_PATH = "/api/v1/licenses/validate"
+CHANNELS = ["stable", "beta", "edge"]
+# Responses carry these per connection or per moment; the baseline sends everything else verbatim.
+TRANSPORT_HEADERS = {"date", "server", "connection", "content-length", "transfer-encoding"}
+# High enough never to refuse a benchmark request, while the limiter still counts every one.
+UNREACHED_RATE_LIMIT = str(10**12)
+MB = 1024 * 1024
+MAX_WARMUP_SECONDS = 40.0
+# With 4 workers taking connections at random, a request sent 20 times missed a given worker
+# with probability (3/4)**20 = 0.3%.
+WARMUP_SENDS = 20
+# A publish watch that saw fewer answers after the publish proves nothing.
+MIN_WATCHED_ANSWERS = 200
+WATCH_LIMIT_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class Options:
+    duration: float  # seconds of each measured load run
+    rounds: int  # baseline/deployd pairs per path
+    warmup: float  # seconds of each unmeasured warm-up run
+    connections: int
+    licenses: int
+    generator: str  # "wrk" or "python"
+    scale_channels: int = 10_000
+    scale_releases_each: int = 10
+    scale_revocations: int = 100_000
+    active_channels: int = 1_000  # of the scale channels, how many the fleet polls
+    publish_releases: int = 1_000
+    visibility_window: float = 2.5  # how long after a publish workers are watched
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    value: float
+    limit: float
+    at_least: bool  # True: value >= limit passes; False: value < limit passes
+    unit: str
+
+    @property
+    def met(self) -> bool:
+        return self.value >= self.limit if self.at_least else self.value < self.limit
+
+    def describe(self) -> str:
+        digits = 0 if self.unit == "MB" else 2
+        space = "" if self.unit == "x" else " "
+        shown = f"{self.value:.{digits}f}{space}{self.unit}"
+        limit = f"{self.limit:.{digits}f}{space}{self.unit}"
+        verdict = "ok    " if self.met else "MISSED"
+        sign = ">=" if self.at_least else "<"
+        return f"{verdict}  {self.name:<40} {shown:>10}  (target {sign} {limit})"
+
+
+@dataclass
+class Comparison:
+    """Alternating load runs of the baseline and deployd on one path."""
+
+    name: str
+    baseline: list[LoadResult] = field(default_factory=list)
+    deployd: list[LoadResult] = field(default_factory=list)
+
+    @staticmethod
+    def _median(results: list[LoadResult], attribute: str) -> float:
+        return statistics.median(getattr(r, attribute) for r in results)
+
+    def rps(self, side: str) -> float:
+        return self._median(getattr(self, side), "rps")
+
+    def p50(self, side: str) -> float:
+        return self._median(getattr(self, side), "p50_ms")
+
+    def p99(self, side: str) -> float:
+        return self._median(getattr(self, side), "p99_ms")
+
+    @property
+    def ratio(self) -> float:
+        return self.rps("deployd") / self.rps("baseline")
+
+    @property
+    def p99_ratio(self) -> float:
+        return self.p99("deployd") / self.p99("baseline")
+
+    def row(self) -> str:
+        cells = []
+        for side in ("baseline", "deployd"):
+            cells.append(f"{self.rps(side):>7.0f}/s {self.p50(side):>6.2f} {self.p99(side):>6.2f}")
+        return f"{self.name:<26} {cells[0]}   {cells[1]}   {self.ratio:>5.2f}x"
+
+
+def _bounded(low: int, high: int):
+    def parse(text: str) -> int:
+        value = int(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be from {low} to {high}")
+        return value
+
+    return parse
+
+
+def parse_options(argv: list[str]) -> Options:
+    parser = argparse.ArgumentParser(prog="python bench/run.py", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="shorter runs (about a minute)")
+    parser.add_argument("--rounds", type=_bounded(1, 10), help="baseline/deployd pairs per path")
+    parser.add_argument("--duration", type=_bounded(1, 60), help="seconds of each measured run")
+    parser.add_argument(
+        "--connections", type=_bounded(1, 256), default=16, help="concurrent clients (16)"
+    )
+    parser.add_argument(
+        "--generator",
+        choices=["wrk", "python"],
+        default=default_generator(),
+        help="load generator (default: wrk when installed, else python)",
+    )
+    args = parser.parse_args(argv)
+    duration = args.duration or (2 if args.quick else 3)
+    return Options(
+        duration=duration,
+        rounds=args.rounds or (2 if args.quick else 5),
+        warmup=1 if args.quick else 2,
+        connections=args.connections,
+        licenses=1_000,
+        generator=args.generator,
+    )
+
+
+def main(argv: list[str]) -> int:
+    options = parse_options(argv)
+    started = time.monotonic()
+    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start")
+    with tempfile.TemporaryDirectory(prefix="deployd-bench-") as tmp, ExitStack() as stack:
+        bench = Bench(options, Path(tmp), stack)
+        targets = bench.run()
+    print(f"machine: load average {os.getloadavg()[0]:.2f} at the end (other work skews figures)")
+    for target in targets:
+        print(target.describe())
+    missed = [t for t in targets if not t.met]
+    elapsed = time.monotonic() - started
+    figures = ", ".join(f"{t.name.split(':')[0]} {t.value:.2f}{t.unit}" for t in targets)
+    if missed:
+        print(
+            f"bench: MISSED {len(missed)} of {len(targets)} targets in {elapsed:.0f} s: {figures}"
+        )
+        return 1
+    print(f"bench: all {len(targets)} targets met in {elapsed:.0f} s: {figures}")
+    return 0
+
+
+class Bench:
+    def __init__(self, options: Options, directory: Path, stack: ExitStack) -> None:
+        self.options = options
+        self.directory = directory
+        self.stack = stack
+        self.redis: RedisServer
+        self.store: RedisStore
+        self.deployd: Gunicorn
+        self.baseline: Gunicorn
+
+    def log(self, message: str) -> None:
+        print(message, flush=True)
+
+    # --- setup
+
+    def start(self) -> None:
+        redis_dir = self.directory / "redis"
+        redis_dir.mkdir()
+        self.redis = RedisServer(free_port(), str(redis_dir))
+        self.redis.start()
+        self.stack.callback(self.redis.stop)
+        self.store = RedisStore.from_url(self.redis.url)
+        self.keys = make_keys(self.directory / "keys")
+        for name in CHANNELS:
+            publish_yaml(self.store, channel_yaml(channel_document(name, 6)), name=name)
+        self.licenses = issue_licenses(self.keys, CHANNELS, self.options.licenses)
+
+        self.deployd = Gunicorn(
+            "deployd.wsgi:app",
+            {
+                "REDIS_URL": self.redis.url,
+                "DEPLOYD_KEYS_DIR": str(self.keys.license_keys_dir),
+                "DEPLOYD_SIGNING_KEY": str(self.keys.signing_key),
+                "DEPLOYD_RATE_LIMIT_PER_MINUTE": UNREACHED_RATE_LIMIT,
+                "DEPLOYD_RATE_LIMIT_PER_ADDRESS_PER_MINUTE": UNREACHED_RATE_LIMIT,
+            },
+            self.directory / "deployd.log",
+        )
+        self.deployd.start()
+        self.stack.callback(self.deployd.stop)
+
+        self.spec_requests = [Request("GET", SPEC_PATH, basic_auth(x)) for x in self.licenses]
+        self.validate_requests = [
+            Request("POST", VALIDATE_PATH, body=json.dumps({"license": x})) for x in self.licenses
+        ]
+        etags = self._etags(self.spec_requests)
+        self.not_modified_requests = [
+            Request("GET", SPEC_PATH, r.authorization, if_none_match=etag)
+            for r, etag in zip(self.spec_requests, etags, strict=True)
+        ]
+        recorded = {
+            "spec": self._record(self.spec_requests[0], 200),
+            "not_modified": self._record(self.not_modified_requests[0], 304),
+            "validate": self._record(self.validate_requests[0], 200),
+        }
+        responses = self.directory / "responses.json"
+        responses.write_text(json.dumps(recorded))
+        self.spec_bytes = len(recorded["spec"]["body"].encode())
+        self.baseline = Gunicorn(
+            "bench.baseline_app:app",
+            {"BENCH_RESPONSES": str(responses)},
+            self.directory / "base.log",
+        )
+        self.baseline.start()
+        self.stack.callback(self.baseline.stop)
+
+    def _etags(self, requests: list[Request]) -> list[str]:
+        def etag_of(request: Request) -> str:
+            status, raw = fetch(self.deployd.address, request)
+            if status != 200:
+                raise RuntimeError(f"deployd answered {status} to a valid license:\n{raw[:500]!r}")
+            return _headers(raw)["etag"]
+
+        with ThreadPoolExecutor(8) as pool:
+            return list(pool.map(etag_of, requests))
+
+    def _record(self, request: Request, status: int) -> dict:
+        got, raw = fetch(self.deployd.address, request)
+        if got != status:
+            raise RuntimeError(f"deployd answered {got}, expected {status}:\n{raw[:500]!r}")
+        head, _, body = raw.partition(b"\r\n\r\n")
+        headers = [
+            (name, value)
+            for name, value in _header_pairs(head)
+            if name.lower() not in TRANSPORT_HEADERS
+        ]
+        return {"headers": headers, "body": body.decode()}
+
+    # --- measuring
+
+    def compare(
+        self,
+        name: str,
+        deployd_requests: list[Request],
+        baseline_requests: list[Request],
+        status: int,
+        *,
+        cold: bool = False,
+    ) -> Comparison:
+        """Alternate the two servers on one path; `cold` when deployd's caches have not yet seen
+        these requests."""
+        options = self.options
+        result = Comparison(name)
+
+        def drive(server: Gunicorn, requests: list[Request], seconds: float) -> LoadResult:
+            return run_load(
+                server.address,
+                requests,
+                expected_status=status,
+                duration=seconds,
+                connections=options.connections,
+                work_dir=self.directory,
+                generator=options.generator,
+            )
+
+        # Warm-up: a fleet polls a long-running server, whose workers have long verified each
+        # license, compiled each channel and rendered each spec; that steady state is measured.
+        # Cold requests are sent until each went out WARMUP_SENDS times on average (so each
+        # reached every worker, connections being handed to workers at random) and throughput
+        # stopped rising.
+        sent, previous = 0, 0.0
+        wanted = WARMUP_SENDS * len(deployd_requests) if cold else 0
+        give_up = time.monotonic() + MAX_WARMUP_SECONDS
+        while time.monotonic() < give_up:
+            run = drive(self.deployd, deployd_requests, options.warmup)
+            sent += run.requests
+            if sent >= wanted and run.rps < previous * 1.1:
+                break
+            previous = run.rps
+        drive(self.baseline, baseline_requests, options.warmup)
+        for round_number in range(options.rounds):
+            order = [("baseline", self.baseline, baseline_requests)]
+            order.append(("deployd", self.deployd, deployd_requests))
+            if round_number % 2:
+                order.reverse()  # ABBA order cancels a steady drift
+            for side, server, requests in order:
+                getattr(result, side).append(drive(server, requests, options.duration))
+        self.log(result.row())
+        return result
+
+    def run(self) -> list[Target]:
+        options = self.options
+        self.log("deployd bench: starting redis-server, deployd and the baseline on loopback")
+        self.start()
+        workers = len(self.deployd.worker_pids())
+        self.log(
+            f"load: {options.generator}, {options.connections} connections, {options.rounds}"
+            f" rounds x {options.duration} s per side; gunicorn.conf.py: {workers} sync workers;"
+            f" {len(self.licenses)} licenses; spec body {self.spec_bytes} bytes"
+        )
+        self.log(
+            f"{'path':<26} {'baseline  p50 ms p99 ms':>24}   {'deployd  p50 ms p99 ms':>24}   ratio"
+        )
+        spec = self.compare("spec 200", self.spec_requests, self.spec_requests, 200, cold=True)
+        not_modified = self.compare(
+            "spec 304 (If-None-Match)", self.not_modified_requests, self.not_modified_requests, 304
+        )
+        validate = self.compare(
+            "licenses/validate", self.validate_requests, self.validate_requests, 200
+        )
+        rss_before = self.largest_worker_rss()
+        scale, rss = self.run_scale()
+        self.log(
+            f"scale: worker RSS {rss_before / MB:.0f} MB with 3 channels, {rss / MB:.0f} MB after:"
+            f" {(rss - rss_before) / 1024 / self.options.active_channels:.0f} KB per active"
+            " channel, the revocations, sequences and licenses included"
+        )
+        publish_seconds, visible_after, busy = self.run_publish()
+        self.log(f"publish: workers that served during the watch: {busy}/{workers}")
+        # Both ratios are to the same baseline, which cancels the drift between the two phases.
+        scale_ratio = scale.ratio / spec.ratio
+        self.log(
+            f"scale: {scale.ratio:.2f}x with 10k channels / {spec.ratio:.2f}x with 3 channels"
+            f" = {scale_ratio:.2f}"
+        )
+        return [
+            Target("spec 200: req/s vs baseline", spec.ratio, 0.95, True, "x"),
+            Target("spec 200: p99 vs baseline", spec.p99_ratio, 1.2, False, "x"),
+            Target("spec 304: req/s vs baseline", not_modified.ratio, 1.0, True, "x"),
+            Target("validate: req/s vs baseline", validate.ratio, 0.9, True, "x"),
+            Target("scale: 10k channels vs 3 channels", scale_ratio, 0.95, True, "x"),
+            Target("scale: largest worker RSS", rss / MB, 150, False, "MB"),
+            Target("publish: 1,000 releases", publish_seconds, 1.0, False, "s"),
+            Target("publish: served by every worker after", visible_after, 1.0, False, "s"),
+        ]
+
+    def largest_worker_rss(self) -> int:
+        return max(worker_rss_bytes(pid) for pid in self.deployd.worker_pids())
+
+    def run_scale(self) -> tuple[Comparison, int]:
+        options = self.options
+        client = redis.Redis.from_url(self.redis.url)
+        began = time.monotonic()
+        names = load_large_store(
+            client,
+            self.store,
+            channels=options.scale_channels,
+            releases_each=options.scale_releases_each,
+            revoked=options.scale_revocations,
+        )
+        client.close()
+        self.log(
+            f"scale: loaded {options.scale_channels} channels x {options.scale_releases_each}"
+            f" releases and {options.scale_revocations} revocations with a Redis pipeline in the"
+            f" store's key layout in {time.monotonic() - began:.1f} s; the fleet polls"
+            f" {options.active_channels} of them"
+        )
+        # The fleet polls 1,000 of the channels (its working set): each worker compiles them and
+        # renders their specs; the other 9,000 are in the store only. A worker's memory grows
+        # with the working set, by the figure per active channel printed below.
+        spread = names[:: max(1, len(names) // options.active_channels)]
+        licenses = issue_licenses(self.keys, spread, options.licenses)
+        requests = [Request("GET", SPEC_PATH, basic_auth(x)) for x in licenses]
+        result = self.compare(
+            "spec 200, 10k channels", requests, self.spec_requests, 200, cold=True
+        )
+        rss = self.largest_worker_rss()
+        base_rss = max(worker_rss_bytes(pid) for pid in self.baseline.worker_pids())
+        self.log(
+            f"scale: worker RSS: deployd up to {rss / MB:.0f} MB, baseline up to"
+            f" {base_rss / MB:.0f} MB"
+        )
+        return result, rss
+
+    def run_publish(self) -> tuple[float, float, int]:
+        """(slowest of two publishes, seconds until every worker served the next one, workers)."""
+        options = self.options
+        document = channel_document("big", options.publish_releases)
+        timings = []
+        for rollout in (50, 60):
+            document["releases"][-1]["rollout"] = rollout
+            text = channel_yaml(document)
+            began = time.monotonic()
+            publish_yaml(self.store, text, name="big")
+            timings.append(time.monotonic() - began)
+        self.log(
+            f"publish: {options.publish_releases}-release channel ({len(text) // 1024} KB YAML):"
+            f" created in {timings[0]:.3f} s, updated in {timings[1]:.3f} s"
+        )
+        licenses = issue_licenses(self.keys, ["big"], 64)
+        requests = [Request("GET", SPEC_PATH, basic_auth(x)) for x in licenses]
+        document["releases"][-1]["rollout"] = 100
+        text = channel_yaml(document)
+        with Poller(self.deployd.address, requests) as poller:
+            time.sleep(1.0)  # every worker has compiled sequence 2 and is answering from memory
+            pids = self.deployd.worker_pids()
+            cpu_before = {pid: cpu_seconds(pid) for pid in pids}
+            began = time.monotonic()
+            sequence = publish_yaml(self.store, text, name="big")
+            published = time.monotonic()
+            answered_before = poller.answered()
+            # Watch for at least the window and MIN_WATCHED_ANSWERS answers, for at most a minute.
+            while time.monotonic() < published + WATCH_LIMIT_SECONDS and (
+                time.monotonic() < published + options.visibility_window
+                or poller.answered() - answered_before < MIN_WATCHED_ANSWERS
+            ):
+                time.sleep(0.1)
+            busy = sum(cpu_seconds(pid) > cpu_before[pid] for pid in pids)
+            answers = sorted(poller.stop())
+        after = [(start, end, seq) for start, end, seq in answers if start >= published]
+        stale = [end for _, end, seq in after if seq < sequence]
+        errors = [seq for _, _, seq in answers if seq < 0]
+        if errors:
+            raise RuntimeError(f"publish watch: {len(errors)} requests failed")
+        if len(after) < MIN_WATCHED_ANSWERS or after[-1][2] < sequence:
+            raise RuntimeError(
+                f"publish watch: {len(after)} answers after the publish, the last of sequence"
+                f" {after[-1][2] if after else '-'}: too few to tell"
+            )
+        # The new sequence reached every worker once no answer begun after the publish was stale.
+        visible_after = max(stale, default=published) - published
+        self.log(
+            f"publish: under load, published in {published - began:.3f} s; last stale answer"
+            f" {visible_after:.3f} s after; {len(after)} answers watched after it"
+        )
+        return max(timings), visible_after, busy
+
+
+class Poller:
+    """Fresh-connection GETs from a separate process (so it never competes for this one's GIL),
+    recording (start, end, metadata.sequence) with the shared monotonic clock; -1 on a failure."""
+
+    THREADS = 8
+
+    def __init__(self, address: tuple[str, int], requests: list[Request]) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.stop_event = context.Event()
+        self.queue = context.Queue()
+        self.count = context.Value("i", 0)
+        self.process = context.Process(
+            target=_poll,
+            args=(address, requests, self.THREADS, self.stop_event, self.queue, self.count),
+        )
+
+    def answered(self) -> int:
+        """How many answers the poller has had so far."""
+        return self.count.value
+
+    def __enter__(self) -> Poller:
+        self.process.start()
+        return self
+
+    def stop(self) -> list[tuple[float, float, int]]:
+        self.stop_event.set()
+        answers = self.queue.get(timeout=30)
+        self.process.join(timeout=10)
+        return answers
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process.is_alive():
+            self.stop_event.set()
+            self.process.join(timeout=10)
+        if self.process.is_alive():
+            self.process.kill()
+
+
+POLL_LIMIT_SECONDS = 90.0
+
+
+def _poll(address, requests, threads, stop_event, queue, count) -> None:
+    import threading
+
+    answers: list[tuple[float, float, int]] = []
+    lock = threading.Lock()
+    deadline = time.monotonic() + POLL_LIMIT_SECONDS
+
+    def client(offset: int) -> None:
+        mine = []
+        i = offset
+        while not stop_event.is_set() and time.monotonic() < deadline:
+            request = requests[i % len(requests)]
+            i += 1
+            began = time.monotonic()
+            try:
+                status, raw = fetch(address, request)
+                sequence = _sequence(raw) if status == 200 else -1
+            except OSError:
+                sequence = -1
+            mine.append((began, time.monotonic(), sequence))
+            with count.get_lock():
+                count.value += 1
+        with lock:
+            answers.extend(mine)
+
+    workers = [threading.Thread(target=client, args=(n * 7,)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    queue.put(answers)
+
+
+def _sequence(raw: bytes) -> int:
+    body = raw.partition(b"\r\n\r\n")[2]
+    return int(json.loads(body)["metadata"]["sequence"])
+
+
+def _header_pairs(head: bytes) -> list[tuple[str, str]]:
+    lines = head.decode("latin-1").split("\r\n")[1:]
+    return [(n.strip(), v.strip()) for n, _, v in (line.partition(":") for line in lines)]
+
+
+def _headers(raw: bytes) -> dict[str, str]:
+    head = raw.partition(b"\r\n\r\n")[0]
+    return {name.lower(): value for name, value in _header_pairs(head)}
