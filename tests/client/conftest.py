@@ -1,15 +1,6 @@
 from __future__ import annotations
 
-import warnings
-
 import pytest
-
-# Hypothesis imports this module only to report a failure; under filterwarnings=error a
-# DeprecationWarning from one of its imports (mypy_extensions) would turn a plain test failure
-# into an INTERNALERROR. Importing it once here, with that warning silenced, keeps failures legible.
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", DeprecationWarning)
-    import hypothesis.extra._patching  # noqa: F401
 
 from deployd.client.config import ClientConfig, load_trusted_keys
 from tests.client.faultserver import FaultServer
