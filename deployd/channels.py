@@ -325,7 +325,14 @@ class _Reader(_Builder):
                     raise _Unreadable
             return yaml.compose(text, Loader=_LOADER)
         except yaml.YAMLError as e:
-            self.problem(_error_line(e, text), (), f"invalid YAML: {_error_text(e)}")
+            message = _error_text(e)
+            if "maximum nesting depth" in message:
+                # PyYAML >= 6.0.4 has a nesting limit of its own, which its scanner can reach
+                # before the pre-scan above sees the event: report it as the same refusal.
+                message = f"nested deeper than {MAX_DEPTH} levels; refusing the document"
+            else:
+                message = f"invalid YAML: {message}"
+            self.problem(_error_line(e, text), (), message)
             raise _Unreadable from e
 
     def _node(self, node: yaml.Node, path: _Path, depth: int) -> Any:
