@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from deployd.errors import BadRequestError, ConfigError, PublisherAuthError
+from deployd.files import create_exclusive
 from deployd.store import Store
 
 logger = logging.getLogger(__name__)
@@ -153,12 +154,9 @@ def dev_token(state_dir: str | os.PathLike[str]) -> str:
     if not path.exists():
         directory.mkdir(parents=True, exist_ok=True)
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            create_exclusive(path, (new_token() + "\n").encode("ascii"), mode=0o600)
         except FileExistsError:
             pass
-        else:
-            with os.fdopen(fd, "w", encoding="ascii") as handle:
-                handle.write(new_token() + "\n")
     try:
         token = path.read_text(encoding="ascii").strip()
     except (OSError, UnicodeDecodeError) as e:

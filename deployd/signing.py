@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from deployd.errors import KeyFileError
+from deployd.files import create_exclusive
 
 SIGNATURE_HEADER = "Deployd-Signature"
 KEY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -100,14 +101,11 @@ def write_key_pair(private_key, directory: str | os.PathLike[str], kid: str) -> 
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(pem)
     public_pem = private_key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    with open(pub_path, "xb") as f:
-        f.write(public_pem)
+    create_exclusive(key_path, pem, mode=0o600)
+    create_exclusive(pub_path, public_pem, mode=0o644)
     return key_path, pub_path
 
 
