@@ -205,10 +205,10 @@ def test_the_agent_follows_new_bundles_until_sigterm(site, signer):
         site["bundle"].write_bytes(signer.bundle(release="1.1.0", sequence=3).to_bytes())
         assert wait_for(lambda: written_release() == "1.1.0")
         process.send_signal(signal.SIGTERM)
-        _, err = process.communicate(timeout=10)
+        _, err = process.communicate(timeout=30)
     finally:
         if process.poll() is None:
             process.kill()
-            process.wait()
+            process.communicate()  # also closes the pipes
     assert process.returncode == 0, err.decode()
     assert b"applied release 1.1.0" in err
