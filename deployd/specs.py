@@ -63,7 +63,9 @@ def render_spec(
         channel, release, sequence=sequence, issued_at=window_start, expires=expires
     )
     body = json.dumps(document, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()
-    etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+    # The ETag covers the signing key too: after a key switch, a client's If-None-Match no longer
+    # matches, so it gets the same bytes with the new signature instead of a 304.
+    etag = '"' + hashlib.sha256(body + b"\0" + signer.kid.encode()).hexdigest()[:32] + '"'
     return RenderedSpec(body, etag, signer.signature_header(body), release.version, sequence)
 
 

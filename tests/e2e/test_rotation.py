@@ -139,8 +139,10 @@ def test_response_signing_key_rotation_with_overlap(tmp_path, serve, store):
         {**base, "DEPLOYD_SIGNING_KEY": str(new_key), "DEPLOYD_EXTRA_SIGNING_KEYS": str(old_pub)}
     )
     assert spec_keys(server) == ["spec-2025", "spec-2026"]
-    # Same channel sequence, same bytes: a client holding the old signature is told 304.
-    assert follower.poll_once().outcome is PollOutcome.NOT_MODIFIED
+    # The ETag covers the signing key: the same bytes reach clients at once, newly signed.
+    switched = follower.poll_once()
+    assert (switched.outcome, switched.spec.key_id) == (PollOutcome.UPDATED, "spec-2026")
+    assert switched.spec.release == "1.2.0"
     text = CHANNEL_YAML.format(name="stable") + "  - version: 1.3.0\n    chart: {version: 0.13.0}\n"
     publish_channel(
         store, parse_channel_text(text, filename="stable.yaml"), source=text, publisher="e2e"
