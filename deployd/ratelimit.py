@@ -2,15 +2,17 @@
 per request.
 
 Each process counts requests locally and, at most once per `sync_interval`, adds its counts to the
-shared per-minute counters in the store in one batch and reads back the totals. A key is refused
-when the last known total plus what this process has counted since exceeds the limit, so a fleet of
-workers enforces one limit, overshooting by at most one sync interval's worth of requests.
+shared per-minute counters in the store in batches and reads back the totals (a large backlog goes
+out in slices of SYNC_BATCH_KEYS keys over the next requests). A key is refused when the last known
+total plus what this process has counted since exceeds the limit, so a fleet of workers enforces
+one limit, overshooting by about one sync interval's worth of requests.
 When the store is unreachable the limiter fails open (and says so once in the log): limits protect
 the service, they must not take it down.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import threading
@@ -22,6 +24,10 @@ from deployd.errors import RateLimitedError, StoreUnavailableError
 logger = logging.getLogger(__name__)
 
 WINDOW_SECONDS = 60
+# A request that finds a sync due sends at most this many keys: with thousands of licenses
+# polling, one pipeline of them all would stall that request (and those queued behind it) for
+# milliseconds, so their counts go out in slices over the next few requests instead.
+SYNC_BATCH_KEYS = 64
 
 # (window number, {key: increment}) -> {key: total in that window after adding}
 AddCounts = Callable[[int, Mapping[str, int]], Mapping[str, int]]
@@ -62,7 +68,7 @@ class RateLimiter:
                     )
             due = self._add(keys, now)
         if due:
-            self.sync()
+            self.sync(SYNC_BATCH_KEYS)
 
     def allows(self, key: str) -> bool:
         """Whether `hit(key)` would let one more request through now. Counts nothing."""
@@ -82,7 +88,7 @@ class RateLimiter:
             self._current_window(now)
             due = self._add(keys, now)
         if due:
-            self.sync()
+            self.sync(SYNC_BATCH_KEYS)
 
     def _current_window(self, now: float) -> int:
         # Called with the lock held: a new minute starts every count from zero.
@@ -101,12 +107,20 @@ class RateLimiter:
             pending[key] = pending.get(key, 0) + 1
         return now - self._synced_at >= self.sync_interval
 
-    def sync(self) -> None:
-        """Push this process's counts to the store and learn everyone's totals."""
+    def sync(self, max_keys: int | None = None) -> None:
+        """Push this process's counts to the store and learn everyone's totals for those keys.
+
+        With `max_keys`, only that many keys go (those counted longest ago); the rest stay
+        pending and the sync stays due, so the following requests send them.
+        """
         with self._lock:
-            window, pending = self._window, self._pending
-            self._pending = {}
-            self._synced_at = self.clock()
+            window = self._window
+            if max_keys is None or len(self._pending) <= max_keys:
+                pending, self._pending = self._pending, {}
+                self._synced_at = self.clock()
+            else:
+                keys = list(itertools.islice(self._pending, max_keys))
+                pending = {key: self._pending.pop(key) for key in keys}
         if not pending:
             return
         try:

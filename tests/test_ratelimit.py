@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from deployd.errors import RateLimitedError, StoreUnavailableError
-from deployd.ratelimit import RateLimiter
+from deployd.ratelimit import SYNC_BATCH_KEYS, RateLimiter
 
 
 class Clock:
@@ -123,3 +123,24 @@ def test_allows_starts_afresh_in_a_new_window():
     assert not limiter.allows("k")
     clock.now += 60
     assert limiter.allows("k")
+
+
+def test_a_large_backlog_goes_out_in_slices_over_the_next_requests():
+    clock, shared = Clock(), SharedCounters()
+    limiter = RateLimiter(shared.add, limit=1000, sync_interval=0.5, clock=clock)
+    limiter.hit("first")  # the first hit syncs at once
+    keys = [f"license:{i}" for i in range(SYNC_BATCH_KEYS * 2 + 10)]
+    for key in keys:
+        limiter.hit(key)
+    assert shared.calls == 1
+    clock.now += 0.5
+    batches = []
+    for _ in range(4):
+        before = dict(shared.totals)
+        limiter.hit("first")
+        batches.append(len(shared.totals) - len(before))
+    # Oldest first, at most SYNC_BATCH_KEYS a request, until nothing is left to send.
+    assert batches == [SYNC_BATCH_KEYS, SYNC_BATCH_KEYS, 10, 0]
+    assert all(shared.totals[100, key] == 1 for key in keys)
+    # "first": the hit synced at once and three sent with the slices; the fourth still pending.
+    assert shared.totals[100, "first"] == 4
