@@ -70,6 +70,7 @@ class Settings:
     rate_limit_enabled: bool = True
     trusted_proxies: int = 0
     license_cache_size: int = 10_000
+    channel_cache_size: int = 1000
     log_level: str = "INFO"
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -106,6 +107,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "DEPLOYD_RATE_LIMIT": ("rate_limit_enabled", _bool),
     "DEPLOYD_TRUSTED_PROXIES": ("trusted_proxies", int),
     "DEPLOYD_LICENSE_CACHE_SIZE": ("license_cache_size", _positive_int),
+    "DEPLOYD_CHANNEL_CACHE_SIZE": ("channel_cache_size", _positive_int),
     "DEPLOYD_LOG_LEVEL": ("log_level", str),
 }
 

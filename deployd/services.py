@@ -97,6 +97,7 @@ def build_services(settings: Settings, store: Store) -> Services:
         store,
         refresh_interval=settings.refresh_interval,
         revocation_max_staleness=settings.revocation_max_staleness,
+        max_channels=settings.channel_cache_size,
     )
     verifier = CachedLicenseVerifier(
         LicenseVerifier(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 
 from deployd.channels import Channel, channel_from_document
@@ -30,18 +31,22 @@ class ServerState:
         *,
         refresh_interval: float = 0.5,
         revocation_max_staleness: float = 300.0,
+        max_channels: int = 1000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
         self.refresh_interval = refresh_interval
         self.revocation_max_staleness = revocation_max_staleness
+        self.max_channels = max_channels
         self.clock = clock
         self._lock = threading.RLock()
         self._checked_at = float("-inf")
         self._read_at: float | None = None  # when the store last answered a refresh
         self._generation: int | None = None
         self._sequences: dict[str, int] = {}
-        self._compiled: dict[str, tuple[int, Channel]] = {}
+        # Compiled channels cost memory (tens of KB each): keep the `max_channels` used most
+        # recently, so a worker's size follows the channels its fleet polls, not the store's size.
+        self._compiled: OrderedDict[str, tuple[int, Channel]] = OrderedDict()
         self._revoked: set[str] = set()
         self._revocation_offset = 0
         self.store_error: str | None = None
@@ -94,6 +99,10 @@ class ServerState:
                 raise StoreUnavailableError(self.store_error)
             return None
         if compiled is not None and compiled[0] >= sequence:
+            try:
+                self._compiled.move_to_end(name)
+            except KeyError:  # evicted meanwhile by another thread
+                pass
             return compiled
         with self._lock:
             try:
@@ -106,6 +115,9 @@ class ServerState:
                 return None
             compiled = (record.sequence, channel_from_document(record.document, filename=name))
             self._compiled[name] = compiled
+            self._compiled.move_to_end(name)
+            while len(self._compiled) > self.max_channels:
+                self._compiled.popitem(last=False)
             return compiled
 
     def is_revoked(self, jti: str) -> bool:
