@@ -11,6 +11,7 @@ from deployd.api import channels, errors, licenses, meta, operator, publish
 from deployd.api.fastpath import FastPath
 from deployd.api.licenses import VALIDATE_PATH, fast_validate
 from deployd.api.operator import SPEC_PATH, fast_spec
+from deployd.api.request import DeploydRequest
 from deployd.config import Settings, settings_from_env
 from deployd.errors import PayloadTooLargeError
 from deployd.logs import request_id
@@ -30,6 +31,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
 
             seed_store(store, settings.channels_dir)
     app = Flask(__name__)
+    app.request_class = DeploydRequest
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
     deployd = app.extensions["deployd"] = build_services(settings, store)

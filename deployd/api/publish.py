@@ -100,11 +100,7 @@ def _outcome(result: PublishResult, **extra: Any) -> Response:
 
 
 def _json_object(*, required: bool = True) -> dict[str, Any]:
-    try:
-        payload = request.get_json(silent=True)
-    except RecursionError as e:
-        # `silent` covers invalid JSON, not JSON nested deeper than the parser's recursion limit.
-        raise BadRequestError("the body must be a JSON object") from e
+    payload = request.get_json(silent=True)
     if payload is None and not required and not request.get_data():
         return {}
     if not isinstance(payload, dict):
