@@ -13,9 +13,37 @@ from pathlib import Path
 
 import requests
 
+from deployd.keys import generate_private_key
+from deployd.publishing import seed_store
+from deployd.signing import write_key_pair
+from deployd.store.redis import RedisStore
+from tests.factories import LicenseKit, make_license_kit, write_channels
 from tests.redis_server import free_port
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class RedisSetup:
+    """What a deployd on Redis needs: a license key ring, a signing key, seeded channels."""
+
+    kit: LicenseKit
+    store: RedisStore
+    env: dict[str, str]  # REDIS_URL, DEPLOYD_KEYS_DIR and DEPLOYD_SIGNING_KEY for the server
+
+
+def redis_setup(tmp_path: Path, redis_url: str) -> RedisSetup:
+    """Make license and signing keys under `tmp_path` and seed the test channels into Redis."""
+    kit = make_license_kit(tmp_path)
+    signing_key, _ = write_key_pair(generate_private_key("EdDSA"), tmp_path / "signing", "spec-1")
+    store = RedisStore.from_url(redis_url)
+    seed_store(store, write_channels(tmp_path / "seed"))
+    env = {
+        "REDIS_URL": redis_url,
+        "DEPLOYD_KEYS_DIR": str(kit.keys_dir),
+        "DEPLOYD_SIGNING_KEY": str(signing_key),
+    }
+    return RedisSetup(kit, store, env)
 
 
 @dataclass

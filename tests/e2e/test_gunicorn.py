@@ -9,31 +9,18 @@ import pytest
 import requests
 
 from deployd.channels import parse_channel_text
-from deployd.keys import generate_private_key
-from deployd.publishing import publish_channel, seed_store
-from deployd.signing import write_key_pair
-from deployd.store.redis import RedisStore
-from tests.e2e.gunicorn_server import GunicornServer
-from tests.factories import CHANNEL_YAML, make_license_kit, write_channels
+from deployd.publishing import publish_channel
+from tests.e2e.gunicorn_server import GunicornServer, redis_setup
+from tests.factories import CHANNEL_YAML
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
 def served(tmp_path, real_redis, redis_server):
-    kit = make_license_kit(tmp_path)
-    signing_key, _ = write_key_pair(generate_private_key("EdDSA"), tmp_path / "signing", "spec-1")
-    store = RedisStore.from_url(redis_server.url)
-    seed_store(store, write_channels(tmp_path / "channels"))
-    server = GunicornServer(
-        {
-            "REDIS_URL": redis_server.url,
-            "DEPLOYD_KEYS_DIR": str(kit.keys_dir),
-            "DEPLOYD_SIGNING_KEY": str(signing_key),
-            "DEPLOYD_REFRESH_INTERVAL": "0.2",
-        },
-        workers=3,
-    )
+    setup = redis_setup(tmp_path, redis_server.url)
+    kit, store = setup.kit, setup.store
+    server = GunicornServer({**setup.env, "DEPLOYD_REFRESH_INTERVAL": "0.2"}, workers=3)
     server.start(tmp_path)
     try:
         yield server, kit, store

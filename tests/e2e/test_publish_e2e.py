@@ -15,13 +15,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from deployd.keys import generate_private_key
 from deployd.publishers import new_token, token_hash
-from deployd.publishing import seed_store
-from deployd.signing import write_key_pair
-from deployd.store.redis import RedisStore
-from tests.e2e.gunicorn_server import GunicornServer
-from tests.factories import CHANNEL_YAML, make_license_kit, write_channels
+from tests.e2e.gunicorn_server import GunicornServer, redis_setup
+from tests.factories import CHANNEL_YAML, write_channels
 
 pytestmark = pytest.mark.e2e
 
@@ -39,17 +35,13 @@ NEW_RELEASE = """\
 
 @pytest.fixture
 def served(tmp_path, real_redis, redis_server):
-    kit = make_license_kit(tmp_path)
-    signing_key, _ = write_key_pair(generate_private_key("EdDSA"), tmp_path / "signing", "spec-1")
-    store = RedisStore.from_url(redis_server.url)
-    seed_store(store, write_channels(tmp_path / "seed"))
+    setup = redis_setup(tmp_path, redis_server.url)
+    kit, store = setup.kit, setup.store
     token = new_token()
     store.add_publisher("ci", token_hash(token))
     server = GunicornServer(
         {
-            "REDIS_URL": redis_server.url,
-            "DEPLOYD_KEYS_DIR": str(kit.keys_dir),
-            "DEPLOYD_SIGNING_KEY": str(signing_key),
+            **setup.env,
             "DEPLOYD_RATE_LIMIT": "false",
             "GUNICORN_CMD_ARGS": '--access-logformat "%(p)s %(U)s %(q)s %(s)s"',
         },

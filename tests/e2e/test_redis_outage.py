@@ -18,13 +18,10 @@ import jwt
 import pytest
 import requests
 
-from deployd.keys import generate_private_key
 from deployd.publishers import new_token, token_hash
-from deployd.publishing import seed_store
-from deployd.signing import write_key_pair
 from deployd.store.redis import RedisStore
-from tests.e2e.gunicorn_server import GunicornServer
-from tests.factories import CHANNEL_YAML, LicenseKit, make_license_kit, write_channels
+from tests.e2e.gunicorn_server import GunicornServer, redis_setup
+from tests.factories import CHANNEL_YAML, LicenseKit
 from tests.redis_server import RedisServer, free_port, require_redis_server
 
 pytestmark = pytest.mark.e2e
@@ -98,18 +95,14 @@ def deploy(tmp_path: Path) -> Iterator[Callable[..., Deployment]]:
         (tmp_path / "redis").mkdir()
         redis = RedisServer(free_port(), str(tmp_path / "redis"), persistent=True)
         redis.start()
-        kit = make_license_kit(tmp_path)
-        signing_key, _ = write_key_pair(generate_private_key(), tmp_path / "signing", "spec-1")
-        store = RedisStore.from_url(redis.url)
-        seed_store(store, write_channels(tmp_path / "channels"))
+        setup = redis_setup(tmp_path, redis.url)
+        kit, store = setup.kit, setup.store
         publisher_token = new_token()
         store.add_publisher("e2e", token_hash(publisher_token))
         # One worker, so "what this worker has cached" is exactly what the test has asked for.
         server = GunicornServer(
             {
-                "REDIS_URL": redis.url,
-                "DEPLOYD_KEYS_DIR": str(kit.keys_dir),
-                "DEPLOYD_SIGNING_KEY": str(signing_key),
+                **setup.env,
                 "DEPLOYD_REFRESH_INTERVAL": "0.1",
                 "DEPLOYD_RATE_LIMIT_PER_MINUTE": "1000",
                 **env,
