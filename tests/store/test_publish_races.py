@@ -142,9 +142,9 @@ def test_a_publisher_killed_at_random_moments_leaves_old_or_new(seeded, real_red
     store = RedisStore(real_redis)
     rng = random.Random(os.environ.get("PYTEST_SEED", "kill"))
     confirmed: list[tuple[int, str]] = []
-    for _ in range(KILLS):
+    for run in range(KILLS):
         loop = subprocess.Popen(
-            [sys.executable, "-m", "tests.store.publish_loop", seeded, "deployd:"],
+            [sys.executable, "-m", "tests.store.publish_loop", seeded, "deployd:", str(run)],
             cwd=REPO,
             stdout=subprocess.PIPE,
             text=True,
@@ -166,6 +166,7 @@ def test_a_publisher_killed_at_random_moments_leaves_old_or_new(seeded, real_red
             channel_from_document(record.document, expected_name="stable")
             assert parse_channel_text(record.source, filename="s").document == record.document
     history = store.history("stable")
+    assert len({sequence for sequence, _ in confirmed}) == len(confirmed), "a publish counted twice"
     for sequence, digest in confirmed:
         assert history[sequence - 1].digest == digest
     assert len(confirmed) >= KILLS, "the publisher hardly ever got to publish"
