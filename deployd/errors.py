@@ -51,12 +51,17 @@ class BadRequestError(DeploydError):
 
 
 class LicenseError(DeploydError):
-    """A license failed validation; `code` is one of `LICENSE_CODES`."""
+    """A license failed validation; `code` is one of `LICENSE_CODES`.
 
-    def __init__(self, code: str, message: str) -> None:
+    `claims` are the license's claims when its signature verified and a later check failed
+    (expired, revoked, ...): whose license it is can then be told; None otherwise.
+    """
+
+    def __init__(self, code: str, message: str, *, claims: dict[str, Any] | None = None) -> None:
         if code not in LICENSE_CODES:
             raise ValueError(f"unknown license code {code!r}")
         super().__init__(message, code=code, status=LICENSE_CODES[code])
+        self.claims = claims
 
 
 class PublisherAuthError(DeploydError):

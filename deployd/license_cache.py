@@ -50,7 +50,9 @@ class CachedLicenseVerifier:
         if license is not None:
             self.hits += 1
             if self.verifier.is_revoked(license.jti):
-                raise LicenseError("revoked", f"license {license.jti!r} has been revoked")
+                raise LicenseError(
+                    "revoked", f"license {license.jti!r} has been revoked", claims=license.claims
+                )
             return license
         self.misses += 1
         license = self.verifier.verify(unverified_token)

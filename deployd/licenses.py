@@ -18,6 +18,7 @@ from typing import Any
 
 import jwt
 
+from deployd.channels import NAME_PATTERN
 from deployd.errors import BadRequestError, ConfigError, LicenseError
 from deployd.keys import ALGORITHMS, KeyRing, algorithm_for
 from deployd.signing import key_id_for, load_private_key_file
@@ -115,12 +116,15 @@ class LicenseVerifier:
                 f"the license says {alg}, but key {key.kid!r} is an {key.alg} key",
             )
         claims = self._decode(token, key.public_key, key.alg)
-        customer = _required_string(claims, "sub")
-        jti = _required_string(claims, "jti")
-        channel = _required_string(claims, "channel")
-        channels = _channels(claims, channel)
-        if self.is_revoked(jti):
-            raise LicenseError("revoked", f"license {jti!r} has been revoked")
+        try:
+            customer = _required_string(claims, "sub")
+            jti = _required_string(claims, "jti")
+            channel = _required_string(claims, "channel")
+            channels = _channels(claims, channel)
+            if self.is_revoked(jti):
+                raise LicenseError("revoked", f"license {jti!r} has been revoked")
+        except LicenseError as e:
+            raise LicenseError(e.code, e.message, claims=claims) from e
         return VerifiedLicense(
             token_hash=token_hash(token),
             jti=jti,
@@ -136,7 +140,23 @@ class LicenseVerifier:
         )
 
     def _decode(self, token: str, public_key: Any, alg: str) -> dict[str, Any]:
-        """Signature, then exp (required), nbf/iat, iss and aud, with pyjwt doing the checking."""
+        """Signature, then exp (required), nbf/iat, iss and aud, with pyjwt doing the checking.
+
+        A failed claim check carries the claims (pyjwt checks claims only once the signature
+        verified); a bad signature carries none.
+        """
+        try:
+            return self._decode_checked(token, public_key, alg)
+        except LicenseError as e:
+            if e.code == "bad_signature":
+                raise
+            try:
+                signed = jwt.decode(token, options={"verify_signature": False})
+            except jwt.PyJWTError:
+                raise e from None
+            raise LicenseError(e.code, e.message, claims=signed) from e
+
+    def _decode_checked(self, token: str, public_key: Any, alg: str) -> dict[str, Any]:
         try:
             return jwt.decode(
                 token,
@@ -269,6 +289,12 @@ def issue_license(
     allowed = list(dict.fromkeys(channels)) if channels is not None else [channel]
     if channel not in allowed:
         raise BadRequestError(f"channel {channel!r} must be one of the license's channels")
+    for name in allowed:
+        if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+            raise BadRequestError(
+                f"{name!r} can never be a channel's name: lowercase letters, digits and '-',"
+                " up to 63, starting with a letter or digit"
+            )
     if expires_in <= timedelta(0):
         raise BadRequestError("a license must expire in the future")
     reserved = sorted(RESERVED_CLAIMS.intersection(claims or {}))

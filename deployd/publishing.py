@@ -386,8 +386,8 @@ def promote_release(
             if _same_release(existing, promoted):
                 return Promotion(PublishResult(record, changed=False), release.version, differ)
             raise ConflictError(
-                f"channel {target!r} already has release {existing.version} and it differs from"
-                f" {source!r}'s; change it by publishing {target!r}",
+                f"channel {target!r} already has release {existing.version}, different from the"
+                f" one in {source!r}; change it by publishing {target!r}",
                 code="release_exists",
             )
         try:

@@ -33,7 +33,9 @@ def validate() -> Response:
             raise LicenseError("missing", "no license given")
         license = services().verify_license(unverified_license)
     except LicenseError as e:
-        verdict = verdict_body(valid=False, code=e.code, message=e.message, claims=None)
+        # A correctly signed license that fails a later check (expired, revoked...) still shows
+        # its claims, so a support tool can tell whose it is and when it expired.
+        verdict = verdict_body(valid=False, code=e.code, message=e.message, claims=e.claims)
     else:
         verdict = verdict_body(
             valid=True, code="valid", message="license is valid", claims=license.claims

@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     history.add_argument("channel", metavar="CHANNEL")
     history.add_argument("sequence", nargs="?", type=sequence, metavar="SEQUENCE")
-    add_target_arguments(history)
+    add_target_arguments(history, writes=False)
     history.set_defaults(func=run_history)
 
     rollback = subparsers.add_parser(

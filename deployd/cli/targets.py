@@ -146,8 +146,9 @@ class StoreTarget:
         }
 
 
-def add_target_arguments(parser: argparse.ArgumentParser) -> None:
-    """--server/--token (a server) and --redis-url/--publisher (its Redis, directly)."""
+def add_target_arguments(parser: argparse.ArgumentParser, *, writes: bool = True) -> None:
+    """--server/--token (a server) and --redis-url (its Redis, directly); for commands that
+    write, also --publisher (who is recorded when writing into Redis)."""
     parser.add_argument(
         "--server",
         metavar="URL",
@@ -161,8 +162,11 @@ def add_target_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--redis-url",
         metavar="URL",
-        help="write into the servers' Redis directly instead (default: $REDIS_URL)",
+        help=f"{'write into' if writes else 'read from'} the servers' Redis directly instead"
+        " (default: $REDIS_URL)",
     )
+    if not writes:
+        return
     parser.add_argument(
         "--publisher",
         metavar="NAME",
@@ -189,7 +193,8 @@ def open_target(args: argparse.Namespace) -> Iterator[Target]:
 
     store = RedisStore.from_url(_redis_url(args))
     try:
-        yield StoreTarget(store, publisher=args.publisher or user_name(), where=store.server)
+        publisher = getattr(args, "publisher", None) or user_name()
+        yield StoreTarget(store, publisher=publisher, where=store.server)
     finally:
         store.close()
 

@@ -41,6 +41,32 @@ def test_expired_license(client, kit):
     assert (body["valid"], body["code"]) == (False, "expired")
 
 
+def test_an_expired_license_still_shows_whose_it_is_and_when_it_expired(client, kit):
+    token = kit.issue(customer="acme", expires_in=timedelta(days=-3), seats=10)
+    body = client.post(URL, json={"license": token}).get_json()
+    assert (body["valid"], body["code"]) == (False, "expired")
+    assert body["claims"]["sub"] == "acme" and body["claims"]["seats"] == 10
+    assert isinstance(body["claims"]["exp"], int)
+
+
+def test_a_revoked_license_shows_its_claims(client, kit, store):
+    token = kit.issue(customer="acme")
+    jti = client.post(URL, json={"license": token}).get_json()["claims"]["jti"]
+    store.revoke(jti)
+    client.application.extensions["deployd"].state.refresh(force=True)
+    body = client.post(URL, json={"license": token}).get_json()
+    assert (body["code"], body["claims"]["sub"]) == ("revoked", "acme")
+
+
+def test_a_license_whose_signature_fails_shows_no_claims(client, kit):
+    header, payload, signature = kit.issue().split(".")
+    forged = ".".join(
+        [header, payload, signature[:-4] + ("AAAA" if signature[-4:] != "AAAA" else "BBBB")]
+    )
+    body = client.post(URL, json={"license": forged}).get_json()
+    assert (body["code"], body["claims"]) == ("bad_signature", None)
+
+
 @pytest.mark.parametrize(
     "data", [b"not json", b"[1, 2]", b'{"license": 5}'], ids=["not json", "array", "number"]
 )

@@ -140,6 +140,8 @@ def test_claim_values_are_json_when_they_parse_and_strings_otherwise(
         (["--claim", 'channels=["all"]'], "reserved"),
         (["--expires-in", "forever"], "duration"),
         (["--channels", "beta"], "must be one of the license's channels"),
+        (["--channel", "Bad Name!"], "can never be a channel's name"),
+        (["--channels", "stable,Beta"], "can never be a channel's name"),
     ],
 )
 def test_license_issue_refuses_bad_arguments(keys_dir, capsys, arguments, complaint):

@@ -1,0 +1,50 @@
+"""What a new user meets first: the bare command, help texts, and output piped into `head`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from deployd.cli.main import main
+from deployd.cli.remote import SERVER_ENV, TOKEN_ENV
+from deployd.config import ENVIRONMENT
+from tests.cli.test_publish_cli import server, token  # noqa: F401  (fixtures)
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch):
+    for name in (*ENVIRONMENT, SERVER_ENV, TOKEN_ENV):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_the_bare_command_lists_the_commands(capsys):
+    assert main([]) == 2
+    err = capsys.readouterr().err
+    for command in ("serve", "agent", "publish", "history", "license", "publisher"):
+        assert f"    {command}" in err
+
+
+def test_read_only_commands_offer_no_write_options(capsys):
+    with pytest.raises(SystemExit):
+        main(["history", "--help"])
+    out = capsys.readouterr().out
+    assert "--publisher" not in out
+    assert "write into" not in out
+    assert "--redis-url" in out
+
+
+def test_output_into_a_reader_that_leaves_early_ends_quietly(server, token):  # noqa: F811
+    env = {**os.environ, SERVER_ENV: server.url, TOKEN_ENV: token}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "deployd.cli.main", "history", "stable", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    process.stdout.close()  # as `| head -0` would: nobody reads what it prints
+    _, err = process.communicate(timeout=60)
+    assert b"Traceback" not in err and b"BrokenPipe" not in err, err.decode()
+    assert process.returncode == 141
