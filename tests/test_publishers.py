@@ -14,7 +14,9 @@ from deployd.errors import BadRequestError, ConfigError, PublisherAuthError
 from deployd.publishers import (
     DEV_PUBLISHER,
     DEV_TOKEN_FILE,
+    Publisher,
     PublisherAuthenticator,
+    Scopes,
     bearer_token,
     check_publisher_name,
     dev_token,
@@ -27,6 +29,8 @@ from deployd.publishers import (
 )
 from deployd.store.memory import MemoryStore
 
+ADMIN = Scopes.admin()
+
 
 def test_tokens_are_random_and_shaped_like_dpub():
     tokens = {new_token() for _ in range(100)}
@@ -38,7 +42,7 @@ def test_tokens_are_random_and_shaped_like_dpub():
 def test_only_the_sha256_is_kept():
     token = new_token()
     assert token_hash(token) == hashlib.sha256(token.encode()).hexdigest()
-    assert tokens_file_line("ci", token) == f"ci:{token_hash(token)}\n"
+    assert tokens_file_line("ci", token, ADMIN) == f"ci:{token_hash(token)}:admin\n"
 
 
 @pytest.mark.parametrize(
@@ -86,9 +90,9 @@ def store():
 def test_store_publishers_and_static_ones_are_accepted(store):
     stored, static = new_token(), new_token()
     store.add_publisher("alice", token_hash(stored))
-    check = PublisherAuthenticator(store, {token_hash(static): "ci"})
-    assert check.authenticate(stored) == "alice"
-    assert check.authenticate(static) == "ci"
+    check = PublisherAuthenticator(store, {token_hash(static): Publisher("ci", ADMIN)})
+    assert check.authenticate(stored) == Publisher("alice", ADMIN)
+    assert check.authenticate(static) == Publisher("ci", ADMIN)
 
 
 @pytest.mark.parametrize(
@@ -113,7 +117,7 @@ def test_a_revoked_store_publisher_is_refused_at_once(store):
     token = new_token()
     store.add_publisher("alice", token_hash(token))
     check = PublisherAuthenticator(store)
-    assert check.authenticate(token) == "alice"
+    assert check.authenticate(token).name == "alice"
     store.revoke_publisher("alice")
     with pytest.raises(PublisherAuthError):
         check.authenticate(token)
@@ -132,9 +136,15 @@ def test_tokens_file_lines(tmp_path):
     a, b = new_token(), new_token()
     path = write(
         tmp_path / "tokens",
-        "# CI and people\n\n" + tokens_file_line("ci", a) + "  " + tokens_file_line("bob", b),
+        "# CI and people\n\n"
+        + tokens_file_line("ci", a, ADMIN)
+        + "  "
+        + tokens_file_line("bob", b, ADMIN),
     )
-    assert load_tokens_file(path) == {token_hash(a): "ci", token_hash(b): "bob"}
+    assert load_tokens_file(path) == {
+        token_hash(a): Publisher("ci", ADMIN),
+        token_hash(b): Publisher("bob", ADMIN),
+    }
 
 
 @pytest.mark.parametrize(
@@ -184,6 +194,6 @@ def test_a_damaged_development_token_file_is_a_config_error(tmp_path):
 
 def test_only_the_embedded_server_accepts_the_development_token(tmp_path):
     embedded = static_publishers(tokens_file=None, state_dir=str(tmp_path), embedded=True)
-    assert embedded == {token_hash(dev_token(tmp_path)): DEV_PUBLISHER}
+    assert embedded == {token_hash(dev_token(tmp_path)): Publisher(DEV_PUBLISHER, ADMIN)}
     on_redis = static_publishers(tokens_file=None, state_dir=str(tmp_path), embedded=False)
     assert on_redis == {}

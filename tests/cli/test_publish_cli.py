@@ -12,7 +12,7 @@ from deployd.channels import channel_from_document
 from deployd.cli.main import main
 from deployd.cli.remote import SERVER_ENV, TOKEN_ENV
 from deployd.config import ENVIRONMENT, Settings
-from deployd.publishers import load_tokens_file, token_hash
+from deployd.publishers import Publisher, Scopes, load_tokens_file, token_hash
 from deployd.publishing import seed_store
 from deployd.store.memory import MemoryStore
 from deployd.store.redis import RedisStore
@@ -289,46 +289,47 @@ def test_local_mode_publishes_rolls_back_and_promotes_in_redis(
 @pytest.mark.redis_server
 def test_publisher_create_list_revoke(capsys, real_redis, redis_server, monkeypatch):
     monkeypatch.setenv("REDIS_URL", redis_server.url)
-    code, out, err = run(capsys, "publisher", "create", "ci")
+    code, out, err = run(capsys, "publisher", "create", "ci", "--action", "admin")
     token = out.strip()
     assert code == 0 and re.fullmatch(r"dpub_[A-Za-z0-9_-]{43}", token)
     assert token not in err and "only time" in err
     store = RedisStore(real_redis)
-    assert store.publisher_for_hash(token_hash(token)) == "ci"
+    assert store.publisher_for_hash(token_hash(token)).name == "ci"
     assert token.encode() not in b"".join(
         v for key in real_redis.keys("*") for v in real_redis.hgetall(key).values()
     )
-    code, _, err = run(capsys, "publisher", "create", "ci")
+    code, _, err = run(capsys, "publisher", "create", "ci", "--action", "admin")
     assert code == 1 and "exists" in err
     code, out, _ = run(capsys, "publisher", "list")
-    assert re.fullmatch(r"ci  created \S+Z  active\n", out)
+    assert re.fullmatch(r"ci  created \S+Z  active  admin\n", out)
     assert run(capsys, "publisher", "revoke", "ci")[:2] == (
         0,
         "revoked publisher 'ci'; its token no longer works on any server\n",
     )
     assert store.publisher_for_hash(token_hash(token)) is None
     code, out, _ = run(capsys, "publisher", "list")
-    assert re.fullmatch(r"ci  created \S+Z  revoked \S+Z\n", out)
+    assert re.fullmatch(r"ci  created \S+Z  revoked \S+Z  admin\n", out)
     code, _, err = run(capsys, "publisher", "revoke", "ci")
     assert code == 1 and "no active publisher named 'ci'" in err
 
 
 def test_publisher_create_into_a_tokens_file(capsys, tmp_path):
     tokens = tmp_path / "publishers.txt"
-    code, out, _ = run(capsys, "publisher", "create", "ci", "--tokens-file", str(tokens))
+    admin = ["--action", "admin", "--tokens-file", str(tokens)]
+    code, out, _ = run(capsys, "publisher", "create", "ci", *admin)
     token = out.strip()
     assert code == 0
-    assert load_tokens_file(tokens) == {token_hash(token): "ci"}
+    assert load_tokens_file(tokens) == {token_hash(token): Publisher("ci", Scopes.admin())}
     assert token not in tokens.read_text()
-    code, _, err = run(capsys, "publisher", "create", "ci", "--tokens-file", str(tokens))
+    code, _, err = run(capsys, "publisher", "create", "ci", *admin)
     assert code == 1 and "already names publisher 'ci'" in err
-    run(capsys, "publisher", "create", "bob", "--tokens-file", str(tokens))
-    assert sorted(load_tokens_file(tokens).values()) == ["bob", "ci"]
+    run(capsys, "publisher", "create", "bob", *admin)
+    assert sorted(p.name for p in load_tokens_file(tokens).values()) == ["bob", "ci"]
 
 
 @pytest.mark.parametrize(
     "argv",
-    [["create", "ci"], ["list"], ["revoke", "ci"]],
+    [["create", "ci", "--action", "admin"], ["list"], ["revoke", "ci"]],
 )
 def test_publisher_commands_need_redis(capsys, argv):
     code, _, err = run(capsys, "publisher", *argv)
@@ -337,7 +338,8 @@ def test_publisher_commands_need_redis(capsys, argv):
 
 @pytest.mark.parametrize("name", ["", "_ci", "a b", "x" * 65, "ci:2"])
 def test_publisher_names_are_checked(capsys, tmp_path, name):
-    code, _, err = run(capsys, "publisher", "create", name, "--tokens-file", str(tmp_path / "t"))
+    argv = ["--action", "admin", "--tokens-file", str(tmp_path / "t")]
+    code, _, err = run(capsys, "publisher", "create", name, *argv)
     assert code == 1 and "publisher name" in err
     assert not (tmp_path / "t").exists()
 

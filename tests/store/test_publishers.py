@@ -28,7 +28,7 @@ def test_an_added_publisher_is_found_by_its_token_hash(store):
     assert (record.name, record.token_hash, record.revoked_at) == ("alice", HASH_A, None)
     assert record.active
     assert RFC3339_UTC.fullmatch(record.created_at)
-    assert store.publisher_for_hash(HASH_A) == "alice"
+    assert store.publisher_for_hash(HASH_A).name == "alice"
     assert store.publisher_for_hash(HASH_B) is None
     assert store.publishers() == [record]
 
@@ -44,7 +44,7 @@ def test_a_revoked_publisher_is_kept_but_its_token_stops_working(store):
     store.add_publisher("bob", HASH_B)
     assert store.revoke_publisher("alice") is True
     assert store.publisher_for_hash(HASH_A) is None
-    assert store.publisher_for_hash(HASH_B) == "bob"
+    assert store.publisher_for_hash(HASH_B).name == "bob"
     alice = store.publishers()[0]
     assert alice.name == "alice" and not alice.active
     assert RFC3339_UTC.fullmatch(alice.revoked_at)
@@ -58,7 +58,7 @@ def test_a_revoked_name_can_get_a_new_token(store):
     record = store.add_publisher("alice", HASH_B)
     assert record.active
     assert store.publisher_for_hash(HASH_A) is None
-    assert store.publisher_for_hash(HASH_B) == "alice"
+    assert store.publisher_for_hash(HASH_B).name == "alice"
     assert store.publishers() == [record]
 
 
@@ -73,7 +73,7 @@ def test_an_active_name_or_a_used_hash_is_refused(store, name, digest, message):
         store.add_publisher(name, digest)
     assert raised.value.status == 409
     assert store.publishers() == [first]
-    assert store.publisher_for_hash(HASH_A) == "alice"
+    assert store.publisher_for_hash(HASH_A).name == "alice"
     assert store.publisher_for_hash(HASH_B) is None
 
 
