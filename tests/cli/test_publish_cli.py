@@ -344,6 +344,84 @@ def test_publisher_names_are_checked(capsys, tmp_path, name):
     assert not (tmp_path / "t").exists()
 
 
+@pytest.mark.redis_server
+def test_publisher_create_takes_scopes_and_list_shows_them(
+    capsys, real_redis, redis_server, monkeypatch
+):
+    monkeypatch.setenv("REDIS_URL", redis_server.url)
+    scoped = [
+        "--action",
+        "publish",
+        "--action",
+        "promote",
+        "--channel",
+        "stable",
+        "--channel",
+        "beta-*",
+    ]
+    code, out, err = run(capsys, "publisher", "create", "ci", *scoped)
+    assert code == 0 and "'ci' (publish, promote on stable, beta-*)" in err
+    ci_token = out.strip()
+    code, out, _ = run(capsys, "publisher", "create", "support", "--action", "revoke")
+    assert code == 0
+    record = RedisStore(real_redis).publisher_for_hash(token_hash(ci_token))
+    assert (record.actions, record.channels) == (("publish", "promote"), ("stable", "beta-*"))
+    code, out, _ = run(capsys, "publisher", "list")
+    assert re.fullmatch(
+        r"ci       created \S+Z  active  publish, promote on stable, beta-\*\n"
+        r"support  created \S+Z  active  revoke\n",
+        out,
+    )
+
+
+def test_publisher_create_writes_scopes_into_a_tokens_file(capsys, tmp_path):
+    tokens = tmp_path / "publishers.txt"
+    argv = ["--action", "rollback", "--channel", "beta-*", "--tokens-file", str(tokens)]
+    code, out, _ = run(capsys, "publisher", "create", "ci", *argv)
+    token = out.strip()
+    assert code == 0
+    assert tokens.read_text() == f"ci:{token_hash(token)}:rollback:beta-*\n"
+    scopes = Scopes.of(["rollback"], ["beta-*"])
+    assert load_tokens_file(tokens) == {token_hash(token): Publisher("ci", scopes)}
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--action", "publish"], "need the channels"),
+        (["--action", "revoke", "--channel", "stable"], "revoke concerns no channel"),
+        (["--action", "admin", "--channel", "beta"], "admin implies every action"),
+        (["--action", "publish", "--channel", "Beta"], "neither a channel name nor a glob"),
+    ],
+)
+def test_publisher_create_refuses_scopes_that_make_no_sense(capsys, tmp_path, argv, message):
+    tokens = tmp_path / "publishers.txt"
+    code, out, err = run(capsys, "publisher", "create", "ci", *argv, "--tokens-file", str(tokens))
+    assert (code, out) == (1, "") and message in err
+    assert not tokens.exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"), [([], "--action"), (["--action", "deploy"], "invalid choice: 'deploy'")]
+)
+def test_publisher_create_needs_an_action(capsys, tmp_path, argv, message):
+    tokens = tmp_path / "publishers.txt"
+    with pytest.raises(SystemExit) as raised:
+        main(["publisher", "create", "ci", *argv, "--tokens-file", str(tokens)])
+    assert raised.value.code == 2 and message in capsys.readouterr().err
+    assert not tokens.exists()
+
+
+def test_a_command_outside_the_token_scopes_is_refused(capsys, server, channels_dir, monkeypatch):
+    token = add_publisher(server.store, "beta-ci", scopes=Scopes.of(["publish"], ["beta"]))
+    monkeypatch.setenv(TOKEN_ENV, token)
+    code, out, err = run(capsys, "publish", str(channels_dir), "--server", server.url)
+    assert code == 1
+    assert "publisher 'beta-ci' may not publish channel 'stable'" in err
+    assert "HTTP 403 scope_not_allowed" in err
+    assert server.store.sequences() == {"stable": 1, "beta": 1}
+
+
 # --- deployd license revoke --server
 
 
