@@ -10,10 +10,13 @@ import json
 import os
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import fakeredis
+import jsonschema
 import pytest
+import yaml
 
 from deployd.app import create_app
 from deployd.channels import parse_channel_text
@@ -229,3 +232,27 @@ def test_the_development_token_is_admin(tmp_path, settings, store):
     http = app.test_client()
     for action in REQUESTS:
         assert REQUESTS[action](http, token).status_code == 200, action
+
+
+OPENAPI = yaml.safe_load((Path(__file__).resolve().parents[2] / "openapi.yaml").read_text())
+OPERATION_OF = {
+    "publish": ("/api/v1/channels/{name}", "put"),
+    "promote": ("/api/v1/channels/{name}/promote", "post"),
+    "rollback": ("/api/v1/channels/{name}/rollback", "post"),
+    "revoke": ("/api/v1/licenses/{jti}/revoke", "post"),
+}
+
+
+@pytest.mark.parametrize("action", REQUESTS)
+def test_the_refusal_is_the_one_openapi_yaml_documents(client, store, action):
+    token = add_publisher(store, "nobody-much", scopes=Scopes.of(["publish"], ["edge"]))
+    response = REQUESTS[action](client, token)
+    path, method = OPERATION_OF[action]
+    documented = OPENAPI["paths"][path][method]["responses"]["403"]
+    assert documented == {"$ref": "#/components/responses/ScopeNotAllowed"}
+    assert (
+        "scope_not_allowed" in OPENAPI["components"]["responses"]["ScopeNotAllowed"]["description"]
+    )
+    error_schema = {**OPENAPI, "$ref": "#/components/schemas/Error"}
+    jsonschema.validate(response.get_json(), error_schema, cls=jsonschema.Draft202012Validator)
+    assert response.status_code == 403
