@@ -14,18 +14,24 @@ from deployd.errors import BadRequestError, ConfigError, PublisherAuthError
 from deployd.publishers import (
     DEV_PUBLISHER,
     DEV_TOKEN_FILE,
+    Publisher,
     PublisherAuthenticator,
+    ScopeError,
+    Scopes,
     bearer_token,
     check_publisher_name,
     dev_token,
     is_publisher_token,
     load_tokens_file,
     new_token,
+    require_scope,
     static_publishers,
     token_hash,
     tokens_file_line,
 )
 from deployd.store.memory import MemoryStore
+
+ADMIN = Scopes.admin()
 
 
 def test_tokens_are_random_and_shaped_like_dpub():
@@ -38,7 +44,7 @@ def test_tokens_are_random_and_shaped_like_dpub():
 def test_only_the_sha256_is_kept():
     token = new_token()
     assert token_hash(token) == hashlib.sha256(token.encode()).hexdigest()
-    assert tokens_file_line("ci", token) == f"ci:{token_hash(token)}\n"
+    assert tokens_file_line("ci", token, ADMIN) == f"ci:{token_hash(token)}:admin\n"
 
 
 @pytest.mark.parametrize(
@@ -86,9 +92,9 @@ def store():
 def test_store_publishers_and_static_ones_are_accepted(store):
     stored, static = new_token(), new_token()
     store.add_publisher("alice", token_hash(stored))
-    check = PublisherAuthenticator(store, {token_hash(static): "ci"})
-    assert check.authenticate(stored) == "alice"
-    assert check.authenticate(static) == "ci"
+    check = PublisherAuthenticator(store, {token_hash(static): Publisher("ci", ADMIN)})
+    assert check.authenticate(stored) == Publisher("alice", ADMIN)
+    assert check.authenticate(static) == Publisher("ci", ADMIN)
 
 
 @pytest.mark.parametrize(
@@ -113,7 +119,7 @@ def test_a_revoked_store_publisher_is_refused_at_once(store):
     token = new_token()
     store.add_publisher("alice", token_hash(token))
     check = PublisherAuthenticator(store)
-    assert check.authenticate(token) == "alice"
+    assert check.authenticate(token).name == "alice"
     store.revoke_publisher("alice")
     with pytest.raises(PublisherAuthError):
         check.authenticate(token)
@@ -132,9 +138,15 @@ def test_tokens_file_lines(tmp_path):
     a, b = new_token(), new_token()
     path = write(
         tmp_path / "tokens",
-        "# CI and people\n\n" + tokens_file_line("ci", a) + "  " + tokens_file_line("bob", b),
+        "# CI and people\n\n"
+        + tokens_file_line("ci", a, ADMIN)
+        + "  "
+        + tokens_file_line("bob", b, ADMIN),
     )
-    assert load_tokens_file(path) == {token_hash(a): "ci", token_hash(b): "bob"}
+    assert load_tokens_file(path) == {
+        token_hash(a): Publisher("ci", ADMIN),
+        token_hash(b): Publisher("bob", ADMIN),
+    }
 
 
 @pytest.mark.parametrize(
@@ -184,6 +196,174 @@ def test_a_damaged_development_token_file_is_a_config_error(tmp_path):
 
 def test_only_the_embedded_server_accepts_the_development_token(tmp_path):
     embedded = static_publishers(tokens_file=None, state_dir=str(tmp_path), embedded=True)
-    assert embedded == {token_hash(dev_token(tmp_path)): DEV_PUBLISHER}
+    assert embedded == {token_hash(dev_token(tmp_path)): Publisher(DEV_PUBLISHER, ADMIN)}
     on_redis = static_publishers(tokens_file=None, state_dir=str(tmp_path), embedded=False)
     assert on_redis == {}
+
+
+# --- scopes
+
+
+@pytest.mark.parametrize(
+    ("glob", "channel", "matches"),
+    [
+        ("stable", "stable", True),
+        ("stable", "stable-2", False),
+        ("stable", "beta", False),
+        ("*", "stable", True),
+        ("*", "beta-eu", True),
+        ("beta-*", "beta-eu", True),
+        ("beta-*", "beta-", True),
+        ("beta-*", "beta", False),
+        ("beta*", "beta", True),
+        ("*-eu", "stable-eu", True),
+        ("*-eu", "stable-us", False),
+        ("?table", "stable", True),
+        ("?table", "sstable", False),
+        ("STABLE", "stable", None),  # not a glob of a channel name: refused when made
+    ],
+)
+def test_channel_globs(glob, channel, matches):
+    if matches is None:
+        with pytest.raises(BadRequestError, match="neither a channel name nor a glob"):
+            Scopes.of(["publish"], [glob])
+        return
+    assert Scopes.of(["publish"], [glob]).allows("publish", channel) is matches
+
+
+def test_any_of_several_globs_admits_a_channel():
+    scopes = Scopes.of(["publish", "rollback"], ["stable", "beta-*"])
+    assert [c for c in ("stable", "beta-eu", "beta", "edge") if scopes.allows("publish", c)] == [
+        "stable",
+        "beta-eu",
+    ]
+    assert not scopes.allows("promote", "stable")
+    assert not scopes.allows("revoke")
+    assert not scopes.allows("publish")  # a channel action names its channel
+
+
+def test_admin_implies_every_action_on_every_channel():
+    for admin in (Scopes.admin(), Scopes.of(["admin"], []), Scopes.of(["admin"], ["*"])):
+        assert admin == Scopes.admin()
+        assert all(admin.allows(a, "any-channel") for a in ("publish", "promote", "rollback"))
+        assert admin.allows("revoke") and admin.allows("admin")
+        assert admin.describe() == "admin"
+
+
+def test_revoke_needs_no_channel():
+    assert Scopes.of(["revoke"], []).allows("revoke")
+    assert not Scopes.of(["publish"], ["*"]).allows("revoke")
+
+
+@pytest.mark.parametrize(
+    ("actions", "channels", "message"),
+    [
+        ([], ["stable"], "no action given"),
+        (["deploy"], ["stable"], "unknown action 'deploy'"),
+        (["publish"], [], "need the channels"),
+        (["revoke"], ["stable"], "revoke concerns no channel"),
+        (["admin"], ["stable"], "admin implies every action"),
+        (["admin", "publish"], ["*"], "admin implies every action"),
+        (["publish"], ["stable/../beta"], "neither a channel name nor a glob"),
+        (["publish"], ["[a-z]*"], "neither a channel name nor a glob"),
+        (["publish"], [""], "neither a channel name nor a glob"),
+    ],
+)
+def test_scopes_that_make_no_sense_are_refused(actions, channels, message):
+    with pytest.raises(BadRequestError, match=re.escape(message)):
+        Scopes.of(actions, channels)
+
+
+def test_scopes_describe_themselves_in_a_fixed_order():
+    scopes = Scopes.of(["rollback", "revoke", "publish"], ["stable", "beta-*", "stable"])
+    assert scopes.sorted_actions == ("publish", "rollback", "revoke")
+    assert scopes.channels == ("stable", "beta-*")
+    assert scopes.describe() == "publish, rollback, revoke on stable, beta-*"
+    assert Scopes.of(["revoke"], []).describe() == "revoke"
+
+
+@pytest.mark.parametrize(
+    ("action", "channel", "message"),
+    [
+        ("promote", "stable", "publisher 'ci' may not promote channel 'stable'"),
+        ("revoke", None, "publisher 'ci' may not revoke licenses"),
+    ],
+)
+def test_a_refusal_names_the_action_and_the_channel(action, channel, message):
+    publisher = Publisher("ci", Scopes.of(["publish"], ["beta-*"]))
+    with pytest.raises(ScopeError) as raised:
+        require_scope(publisher, action, channel)
+    error = raised.value
+    assert (error.status, error.code) == (403, "scope_not_allowed")
+    assert error.message == f"{message}: its scopes are publish on beta-*"
+    assert error.to_dict() == {
+        "error": {
+            "code": "scope_not_allowed",
+            "message": error.message,
+            "scope": {"action": action, "channel": channel},
+        }
+    }
+    require_scope(publisher, "publish", "beta-eu")  # within scope: no error
+
+
+def test_store_publishers_carry_their_scopes(store):
+    token = new_token()
+    store.add_publisher("ci", token_hash(token), actions=("publish",), channels=("beta-*",))
+    assert PublisherAuthenticator(store).authenticate(token) == Publisher(
+        "ci", Scopes.of(["publish"], ["beta-*"])
+    )
+
+
+# --- scopes in the tokens file
+
+
+@pytest.mark.parametrize(
+    ("scopes", "suffix"),
+    [
+        (Scopes.admin(), ":admin"),
+        (Scopes.of(["publish"], ["stable"]), ":publish:stable"),
+        (Scopes.of(["promote", "publish"], ["stable", "beta-*"]), ":publish,promote:stable,beta-*"),
+        (Scopes.of(["revoke"], []), ":revoke"),
+        (Scopes.of(["revoke", "rollback"], ["*"]), ":rollback,revoke:*"),
+    ],
+)
+def test_tokens_file_lines_with_scopes_read_back_the_same(tmp_path, scopes, suffix):
+    token = new_token()
+    line = tokens_file_line("ci", token, scopes)
+    assert line == f"ci:{token_hash(token)}{suffix}\n"
+    path = write(tmp_path / "tokens", line)
+    assert load_tokens_file(path) == {token_hash(token): Publisher("ci", scopes)}
+
+
+def test_tokens_file_lines_from_before_scopes_are_admin(tmp_path):
+    old, new = new_token(), new_token()
+    path = write(
+        tmp_path / "tokens",
+        f"old:{token_hash(old)}\nnew:{token_hash(new)}: publish , promote : stable, beta-* \n",
+    )
+    assert load_tokens_file(path) == {
+        token_hash(old): Publisher("old", Scopes.admin()),
+        token_hash(new): Publisher("new", Scopes.of(["publish", "promote"], ["stable", "beta-*"])),
+    }
+
+
+@pytest.mark.parametrize(
+    ("scopes", "message"),
+    [
+        ("", "no action given"),
+        (":stable", "no action given"),
+        ("deploy:stable", "unknown action 'deploy'"),
+        ("publish", "need the channels"),
+        ("publish:", "need the channels"),
+        ("revoke:stable", "revoke concerns no channel"),
+        ("admin:beta", "admin implies every action"),
+        ("publish:Stable", "neither a channel name nor a glob"),
+        ("publish:stable:beta", "neither a channel name nor a glob"),
+    ],
+)
+def test_a_bad_scope_in_the_tokens_file_is_a_config_error_naming_the_line(
+    tmp_path, scopes, message
+):
+    path = write(tmp_path / "tokens", f"# fine\nci:{'a' * 64}:{scopes}\n")
+    with pytest.raises(ConfigError, match=f"line 2: .*{re.escape(message)}"):
+        load_tokens_file(path)

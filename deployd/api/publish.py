@@ -1,6 +1,8 @@
 """What publishers do over HTTP: publish a channel, read its history, roll back, promote a
 release, revoke a license. Every endpoint here needs a publisher token (`deployd.publishers`);
-a license never grants any of it.
+a license never grants any of it. Reading needs any valid token; each change also needs the
+token's scopes to allow that action on that channel, checked by `require_publisher` before the
+body is read.
 """
 
 from __future__ import annotations
@@ -21,9 +23,15 @@ from deployd.errors import (
     Problem,
 )
 from deployd.publishers import (
+    PROMOTE,
+    PUBLISH,
+    REVOKE,
+    ROLLBACK,
+    Publisher,
     PublisherAuthenticator,
     bearer_token,
     is_publisher_token,
+    require_scope,
     static_publishers,
 )
 from deployd.publishing import (
@@ -50,12 +58,17 @@ def authenticator() -> PublisherAuthenticator:
     return current_app.extensions[EXTENSION]
 
 
-def require_publisher() -> str:
-    """The name of the publisher whose token the request carries as ``Bearer``.
+def require_publisher(action: str | None = None, channel: str | None = None) -> Publisher:
+    """The publisher whose token the request carries as ``Bearer``, allowed to take `action`
+    (on `channel`) when one is named; reading needs no action.
 
-    Raises PublisherAuthError (401) when there is none or it is not known.
+    Raises PublisherAuthError (401) when there is no token or it is not known, ScopeError (403
+    `scope_not_allowed`) when its scopes do not cover the action.
     """
-    return authenticator().authenticate(bearer_token(authorization_header(request)))
+    publisher = authenticator().authenticate(bearer_token(authorization_header(request)))
+    if action is not None:
+        require_scope(publisher, action, channel)
+    return publisher
 
 
 def carries_publisher_token() -> bool:
@@ -146,14 +159,14 @@ def _channel_from_body(name: str) -> tuple[Channel, str]:
 
 @bp.put("/api/v1/channels/<name>")
 def publish(name: str) -> Response:
-    publisher = require_publisher()
+    publisher = require_publisher(PUBLISH, name)
     expected_sequence = _expected_sequence()
     channel, source = _channel_from_body(name)
     result = publish_channel(
         services().store,
         channel,
         source=source,
-        publisher=publisher,
+        publisher=publisher.name,
         expected_sequence=expected_sequence,
     )
     return _outcome(result)
@@ -209,13 +222,13 @@ def _positive_int(payload: dict[str, Any], key: str) -> int:
 
 @bp.post("/api/v1/channels/<name>/rollback")
 def rollback(name: str) -> Response:
-    publisher = require_publisher()
+    publisher = require_publisher(ROLLBACK, name)
     sequence = _positive_int(_json_object(), "sequence")
     result = rollback_channel(
         services().store,
         name,
         sequence,
-        publisher=publisher,
+        publisher=publisher.name,
         expected_sequence=_expected_sequence(),
     )
     return _outcome(result, rolledBackTo=sequence)
@@ -223,7 +236,8 @@ def rollback(name: str) -> Response:
 
 @bp.post("/api/v1/channels/<name>/promote")
 def promote(name: str) -> Response:
-    publisher = require_publisher()
+    # The target changes; reading the source needs no scope.
+    publisher = require_publisher(PROMOTE, name)
     payload = _json_object()
     source, version = payload.get("from"), payload.get("version")
     if not isinstance(source, str) or not source or not isinstance(version, str) or not version:
@@ -243,7 +257,7 @@ def promote(name: str) -> Response:
         source=source,
         target=name,
         version=version,
-        publisher=publisher,
+        publisher=publisher.name,
         rollout=rollout,
         pin_values=pin_values,
         expected_sequence=_expected_sequence(),
@@ -257,7 +271,7 @@ def promote(name: str) -> Response:
 
 @bp.post("/api/v1/licenses/<jti>/revoke")
 def revoke_license(jti: str) -> Response:
-    publisher = require_publisher()
+    publisher = require_publisher(REVOKE)
     if len(jti) > MAX_JTI_LENGTH or not jti.isprintable():
         raise BadRequestError("that is not a license id (the license's jti claim)")
     reason = _json_object(required=False).get("reason", "")
@@ -266,7 +280,7 @@ def revoke_license(jti: str) -> Response:
             f"'reason' must be a string of at most {MAX_REASON_LENGTH} characters"
         )
     deployd = services()
-    newly = deployd.store.revoke(jti, reason=reason, by=publisher)
+    newly = deployd.store.revoke(jti, reason=reason, by=publisher.name)
     deployd.state.refresh(force=True)
     return jsonify({"jti": jti, "revoked": True, "already": not newly})
 

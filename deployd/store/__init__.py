@@ -45,15 +45,24 @@ class ChannelRecord:
         return cls.from_dict(json.loads(raw))
 
 
+# What a publisher record made before scopes existed may do: everything (`deployd.publishers`).
+ADMIN_ACTIONS: tuple[str, ...] = ("admin",)
+EVERY_CHANNEL: tuple[str, ...] = ("*",)
+
+
 @dataclass(frozen=True)
 class PublisherRecord:
-    """A publisher credential: its name, the SHA-256 of its token (never the token) and when it
-    was made and, once it is, revoked."""
+    """A publisher credential: its name, the SHA-256 of its token (never the token), when it
+    was made and, once it is, revoked, and its scopes: the `actions` it may take and the
+    `channels` (names or globs) it may change. A record without scopes (written before they
+    existed) reads as ``admin`` on every channel."""
 
     name: str
     token_hash: str
     created_at: str
     revoked_at: str | None = None
+    actions: tuple[str, ...] = ADMIN_ACTIONS
+    channels: tuple[str, ...] = EVERY_CHANNEL
 
     @property
     def active(self) -> bool:
@@ -65,7 +74,14 @@ class PublisherRecord:
     @classmethod
     def from_json(cls, raw: str | bytes) -> PublisherRecord:
         data = json.loads(raw)
-        return cls(**{f.name: data[f.name] for f in fields(cls)})
+        return cls(
+            name=data["name"],
+            token_hash=data["token_hash"],
+            created_at=data["created_at"],
+            revoked_at=data.get("revoked_at"),
+            actions=tuple(data.get("actions", ADMIN_ACTIONS)),
+            channels=tuple(data.get("channels", EVERY_CHANNEL)),
+        )
 
 
 class Store(Protocol):
@@ -120,8 +136,16 @@ class Store(Protocol):
     def add_counts(self, window: int, increments: Mapping[str, int]) -> dict[str, int]:
         """Add rate-limit `increments` to the counters of `window`; return the new totals."""
 
-    def add_publisher(self, name: str, token_hash: str) -> PublisherRecord:
-        """Let the token whose SHA-256 is `token_hash` publish as `name`.
+    def add_publisher(
+        self,
+        name: str,
+        token_hash: str,
+        *,
+        actions: tuple[str, ...] = ADMIN_ACTIONS,
+        channels: tuple[str, ...] = EVERY_CHANNEL,
+    ) -> PublisherRecord:
+        """Let the token whose SHA-256 is `token_hash` act as `name` within its scopes
+        (`actions` on `channels`, already checked by `deployd.publishers.Scopes`).
 
         Raises ConflictError when `name` is an active publisher already (a revoked name may be
         given a new token) or when the hash is in use. Publisher changes leave the generation.
@@ -133,8 +157,8 @@ class Store(Protocol):
     def revoke_publisher(self, name: str) -> bool:
         """Stop `name`'s token from working; False when `name` is not an active publisher."""
 
-    def publisher_for_hash(self, token_hash: str) -> str | None:
-        """The active publisher whose token has this SHA-256, or None."""
+    def publisher_for_hash(self, token_hash: str) -> PublisherRecord | None:
+        """The record of the active publisher whose token has this SHA-256, or None."""
 
 
 def open_store(settings: Settings) -> Store:

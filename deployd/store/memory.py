@@ -13,7 +13,14 @@ from dataclasses import replace
 from typing import Any
 
 from deployd.errors import ConflictError, PreconditionFailedError
-from deployd.store import ChannelRecord, PublisherRecord, check_offset, revocation_entry
+from deployd.store import (
+    ADMIN_ACTIONS,
+    EVERY_CHANNEL,
+    ChannelRecord,
+    PublisherRecord,
+    check_offset,
+    revocation_entry,
+)
 from deployd.timestamps import utc_now
 
 
@@ -118,14 +125,27 @@ class MemoryStore:
                 totals[key] = total
             return totals
 
-    def add_publisher(self, name: str, token_hash: str) -> PublisherRecord:
+    def add_publisher(
+        self,
+        name: str,
+        token_hash: str,
+        *,
+        actions: tuple[str, ...] = ADMIN_ACTIONS,
+        channels: tuple[str, ...] = EVERY_CHANNEL,
+    ) -> PublisherRecord:
         with self._lock:
             existing = self._publishers.get(name)
             if existing is not None and existing.active:
                 raise ConflictError(f"publisher {name!r} exists; revoke it first to replace it")
             if any(p.token_hash == token_hash for p in self._publishers.values()):
                 raise ConflictError("that token is in use already")
-            record = PublisherRecord(name=name, token_hash=token_hash, created_at=utc_now())
+            record = PublisherRecord(
+                name=name,
+                token_hash=token_hash,
+                created_at=utc_now(),
+                actions=tuple(actions),
+                channels=tuple(channels),
+            )
             self._publishers[name] = record
             return record
 
@@ -141,9 +161,9 @@ class MemoryStore:
             self._publishers[name] = replace(existing, revoked_at=utc_now())
             return True
 
-    def publisher_for_hash(self, token_hash: str) -> str | None:
+    def publisher_for_hash(self, token_hash: str) -> PublisherRecord | None:
         with self._lock:
             for record in self._publishers.values():
                 if record.active and hmac.compare_digest(record.token_hash, token_hash):
-                    return record.name
+                    return record
             return None

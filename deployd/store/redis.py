@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import redis
@@ -34,7 +35,14 @@ from deployd.errors import (
     PreconditionFailedError,
     StoreUnavailableError,
 )
-from deployd.store import ChannelRecord, PublisherRecord, check_offset, revocation_entry
+from deployd.store import (
+    ADMIN_ACTIONS,
+    EVERY_CHANNEL,
+    ChannelRecord,
+    PublisherRecord,
+    check_offset,
+    revocation_entry,
+)
 from deployd.timestamps import utc_now
 
 CHANNELS = "channels"
@@ -227,9 +235,22 @@ class RedisStore:
         totals = self._call("count requests", run)
         return dict(zip(increments, (int(t) for t in totals[:-1]), strict=True))
 
-    def add_publisher(self, name: str, token_hash: str) -> PublisherRecord:
+    def add_publisher(
+        self,
+        name: str,
+        token_hash: str,
+        *,
+        actions: tuple[str, ...] = ADMIN_ACTIONS,
+        channels: tuple[str, ...] = EVERY_CHANNEL,
+    ) -> PublisherRecord:
         publishers, tokens = self._key(PUBLISHERS), self._key(PUBLISHER_TOKENS)
-        record = PublisherRecord(name=name, token_hash=token_hash, created_at=utc_now())
+        record = PublisherRecord(
+            name=name,
+            token_hash=token_hash,
+            created_at=utc_now(),
+            actions=tuple(actions),
+            channels=tuple(channels),
+        )
 
         def transaction(pipe: redis.client.Pipeline) -> PublisherRecord:
             existing = pipe.hget(publishers, name)
@@ -262,12 +283,7 @@ class RedisStore:
             pipe.multi()
             if existing is None or not existing.active:
                 return False
-            revoked = PublisherRecord(
-                name=name,
-                token_hash=existing.token_hash,
-                created_at=existing.created_at,
-                revoked_at=utc_now(),
-            )
+            revoked = replace(existing, revoked_at=utc_now())
             pipe.hset(publishers, name, revoked.to_json())
             pipe.hdel(tokens, existing.token_hash)
             return True
@@ -277,7 +293,7 @@ class RedisStore:
             lambda: self.client.transaction(transaction, publishers, value_from_callable=True),
         )
 
-    def publisher_for_hash(self, token_hash: str) -> str | None:
+    def publisher_for_hash(self, token_hash: str) -> PublisherRecord | None:
         name = self._call(
             "read publisher", lambda: self.client.hget(self._key(PUBLISHER_TOKENS), token_hash)
         )
@@ -290,4 +306,4 @@ class RedisStore:
         record = PublisherRecord.from_json(raw) if raw else None
         if record is None or not record.active:
             return None
-        return record.name if hmac.compare_digest(record.token_hash, token_hash) else None
+        return record if hmac.compare_digest(record.token_hash, token_hash) else None

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
-from deployd.publishers import new_token, token_hash
+from deployd.publishers import Scopes, new_token, token_hash
 from deployd.store import Store
 
 
-def add_publisher(store: Store, name: str = "alice", *, revoked: bool = False) -> str:
-    """A fresh token that publishes as `name` in `store` (already revoked if asked)."""
+def add_publisher(
+    store: Store,
+    name: str = "alice",
+    *,
+    revoked: bool = False,
+    scopes: Scopes | None = None,
+) -> str:
+    """A fresh token that publishes as `name` in `store` within `scopes` (default: admin),
+    already revoked if asked."""
     token = new_token()
-    store.add_publisher(name, token_hash(token))
+    scopes = scopes or Scopes.admin()
+    store.add_publisher(
+        name, token_hash(token), actions=scopes.sorted_actions, channels=scopes.channels
+    )
     if revoked:
         store.revoke_publisher(name)
     return token

@@ -14,7 +14,7 @@ import yaml
 from deployd.app import create_app
 from deployd.channels import channel_digest
 from deployd.errors import StoreUnavailableError
-from deployd.publishers import DEV_TOKEN_FILE, new_token, tokens_file_line
+from deployd.publishers import DEV_TOKEN_FILE, Scopes, new_token, tokens_file_line
 from tests.api.publisher_auth import add_publisher, bearer, yaml_body
 from tests.api.test_operator import basic, error_of
 from tests.factories import CHANNEL_YAML
@@ -354,7 +354,7 @@ def test_a_server_on_redis_accepts_no_development_token(tmp_path, settings, stor
 def test_a_tokens_file_names_static_publishers(tmp_path, settings, store):
     token = new_token()
     tokens = tmp_path / "publishers.txt"
-    tokens.write_text("# static publishers\n\n" + tokens_file_line("ci-bot", token))
+    tokens.write_text("# static publishers\n\n" + tokens_file_line("ci-bot", token, Scopes.admin()))
     os.chmod(tokens, 0o644)
     client = create_app(
         replace(settings, publisher_tokens_file=str(tokens)), store=store

@@ -12,7 +12,7 @@ from deployd.channels import channel_from_document
 from deployd.cli.main import main
 from deployd.cli.remote import SERVER_ENV, TOKEN_ENV
 from deployd.config import ENVIRONMENT, Settings
-from deployd.publishers import load_tokens_file, token_hash
+from deployd.publishers import Publisher, Scopes, load_tokens_file, token_hash
 from deployd.publishing import seed_store
 from deployd.store.memory import MemoryStore
 from deployd.store.redis import RedisStore
@@ -289,46 +289,47 @@ def test_local_mode_publishes_rolls_back_and_promotes_in_redis(
 @pytest.mark.redis_server
 def test_publisher_create_list_revoke(capsys, real_redis, redis_server, monkeypatch):
     monkeypatch.setenv("REDIS_URL", redis_server.url)
-    code, out, err = run(capsys, "publisher", "create", "ci")
+    code, out, err = run(capsys, "publisher", "create", "ci", "--action", "admin")
     token = out.strip()
     assert code == 0 and re.fullmatch(r"dpub_[A-Za-z0-9_-]{43}", token)
     assert token not in err and "only time" in err
     store = RedisStore(real_redis)
-    assert store.publisher_for_hash(token_hash(token)) == "ci"
+    assert store.publisher_for_hash(token_hash(token)).name == "ci"
     assert token.encode() not in b"".join(
         v for key in real_redis.keys("*") for v in real_redis.hgetall(key).values()
     )
-    code, _, err = run(capsys, "publisher", "create", "ci")
+    code, _, err = run(capsys, "publisher", "create", "ci", "--action", "admin")
     assert code == 1 and "exists" in err
     code, out, _ = run(capsys, "publisher", "list")
-    assert re.fullmatch(r"ci  created \S+Z  active\n", out)
+    assert re.fullmatch(r"ci  created \S+Z  active  admin\n", out)
     assert run(capsys, "publisher", "revoke", "ci")[:2] == (
         0,
         "revoked publisher 'ci'; its token no longer works on any server\n",
     )
     assert store.publisher_for_hash(token_hash(token)) is None
     code, out, _ = run(capsys, "publisher", "list")
-    assert re.fullmatch(r"ci  created \S+Z  revoked \S+Z\n", out)
+    assert re.fullmatch(r"ci  created \S+Z  revoked \S+Z  admin\n", out)
     code, _, err = run(capsys, "publisher", "revoke", "ci")
     assert code == 1 and "no active publisher named 'ci'" in err
 
 
 def test_publisher_create_into_a_tokens_file(capsys, tmp_path):
     tokens = tmp_path / "publishers.txt"
-    code, out, _ = run(capsys, "publisher", "create", "ci", "--tokens-file", str(tokens))
+    admin = ["--action", "admin", "--tokens-file", str(tokens)]
+    code, out, _ = run(capsys, "publisher", "create", "ci", *admin)
     token = out.strip()
     assert code == 0
-    assert load_tokens_file(tokens) == {token_hash(token): "ci"}
+    assert load_tokens_file(tokens) == {token_hash(token): Publisher("ci", Scopes.admin())}
     assert token not in tokens.read_text()
-    code, _, err = run(capsys, "publisher", "create", "ci", "--tokens-file", str(tokens))
+    code, _, err = run(capsys, "publisher", "create", "ci", *admin)
     assert code == 1 and "already names publisher 'ci'" in err
-    run(capsys, "publisher", "create", "bob", "--tokens-file", str(tokens))
-    assert sorted(load_tokens_file(tokens).values()) == ["bob", "ci"]
+    run(capsys, "publisher", "create", "bob", *admin)
+    assert sorted(p.name for p in load_tokens_file(tokens).values()) == ["bob", "ci"]
 
 
 @pytest.mark.parametrize(
     "argv",
-    [["create", "ci"], ["list"], ["revoke", "ci"]],
+    [["create", "ci", "--action", "admin"], ["list"], ["revoke", "ci"]],
 )
 def test_publisher_commands_need_redis(capsys, argv):
     code, _, err = run(capsys, "publisher", *argv)
@@ -337,9 +338,88 @@ def test_publisher_commands_need_redis(capsys, argv):
 
 @pytest.mark.parametrize("name", ["", "_ci", "a b", "x" * 65, "ci:2"])
 def test_publisher_names_are_checked(capsys, tmp_path, name):
-    code, _, err = run(capsys, "publisher", "create", name, "--tokens-file", str(tmp_path / "t"))
+    argv = ["--action", "admin", "--tokens-file", str(tmp_path / "t")]
+    code, _, err = run(capsys, "publisher", "create", name, *argv)
     assert code == 1 and "publisher name" in err
     assert not (tmp_path / "t").exists()
+
+
+@pytest.mark.redis_server
+def test_publisher_create_takes_scopes_and_list_shows_them(
+    capsys, real_redis, redis_server, monkeypatch
+):
+    monkeypatch.setenv("REDIS_URL", redis_server.url)
+    scoped = [
+        "--action",
+        "publish",
+        "--action",
+        "promote",
+        "--channel",
+        "stable",
+        "--channel",
+        "beta-*",
+    ]
+    code, out, err = run(capsys, "publisher", "create", "ci", *scoped)
+    assert code == 0 and "'ci' (publish, promote on stable, beta-*)" in err
+    ci_token = out.strip()
+    code, out, _ = run(capsys, "publisher", "create", "support", "--action", "revoke")
+    assert code == 0
+    record = RedisStore(real_redis).publisher_for_hash(token_hash(ci_token))
+    assert (record.actions, record.channels) == (("publish", "promote"), ("stable", "beta-*"))
+    code, out, _ = run(capsys, "publisher", "list")
+    assert re.fullmatch(
+        r"ci       created \S+Z  active  publish, promote on stable, beta-\*\n"
+        r"support  created \S+Z  active  revoke\n",
+        out,
+    )
+
+
+def test_publisher_create_writes_scopes_into_a_tokens_file(capsys, tmp_path):
+    tokens = tmp_path / "publishers.txt"
+    argv = ["--action", "rollback", "--channel", "beta-*", "--tokens-file", str(tokens)]
+    code, out, _ = run(capsys, "publisher", "create", "ci", *argv)
+    token = out.strip()
+    assert code == 0
+    assert tokens.read_text() == f"ci:{token_hash(token)}:rollback:beta-*\n"
+    scopes = Scopes.of(["rollback"], ["beta-*"])
+    assert load_tokens_file(tokens) == {token_hash(token): Publisher("ci", scopes)}
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--action", "publish"], "need the channels"),
+        (["--action", "revoke", "--channel", "stable"], "revoke concerns no channel"),
+        (["--action", "admin", "--channel", "beta"], "admin implies every action"),
+        (["--action", "publish", "--channel", "Beta"], "neither a channel name nor a glob"),
+    ],
+)
+def test_publisher_create_refuses_scopes_that_make_no_sense(capsys, tmp_path, argv, message):
+    tokens = tmp_path / "publishers.txt"
+    code, out, err = run(capsys, "publisher", "create", "ci", *argv, "--tokens-file", str(tokens))
+    assert (code, out) == (1, "") and message in err
+    assert not tokens.exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"), [([], "--action"), (["--action", "deploy"], "invalid choice: 'deploy'")]
+)
+def test_publisher_create_needs_an_action(capsys, tmp_path, argv, message):
+    tokens = tmp_path / "publishers.txt"
+    with pytest.raises(SystemExit) as raised:
+        main(["publisher", "create", "ci", *argv, "--tokens-file", str(tokens)])
+    assert raised.value.code == 2 and message in capsys.readouterr().err
+    assert not tokens.exists()
+
+
+def test_a_command_outside_the_token_scopes_is_refused(capsys, server, channels_dir, monkeypatch):
+    token = add_publisher(server.store, "beta-ci", scopes=Scopes.of(["publish"], ["beta"]))
+    monkeypatch.setenv(TOKEN_ENV, token)
+    code, out, err = run(capsys, "publish", str(channels_dir), "--server", server.url)
+    assert code == 1
+    assert "publisher 'beta-ci' may not publish channel 'stable'" in err
+    assert "HTTP 403 scope_not_allowed" in err
+    assert server.store.sequences() == {"stable": 1, "beta": 1}
 
 
 # --- deployd license revoke --server

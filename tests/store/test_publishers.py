@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 
@@ -28,7 +29,7 @@ def test_an_added_publisher_is_found_by_its_token_hash(store):
     assert (record.name, record.token_hash, record.revoked_at) == ("alice", HASH_A, None)
     assert record.active
     assert RFC3339_UTC.fullmatch(record.created_at)
-    assert store.publisher_for_hash(HASH_A) == "alice"
+    assert store.publisher_for_hash(HASH_A).name == "alice"
     assert store.publisher_for_hash(HASH_B) is None
     assert store.publishers() == [record]
 
@@ -44,7 +45,7 @@ def test_a_revoked_publisher_is_kept_but_its_token_stops_working(store):
     store.add_publisher("bob", HASH_B)
     assert store.revoke_publisher("alice") is True
     assert store.publisher_for_hash(HASH_A) is None
-    assert store.publisher_for_hash(HASH_B) == "bob"
+    assert store.publisher_for_hash(HASH_B).name == "bob"
     alice = store.publishers()[0]
     assert alice.name == "alice" and not alice.active
     assert RFC3339_UTC.fullmatch(alice.revoked_at)
@@ -58,7 +59,7 @@ def test_a_revoked_name_can_get_a_new_token(store):
     record = store.add_publisher("alice", HASH_B)
     assert record.active
     assert store.publisher_for_hash(HASH_A) is None
-    assert store.publisher_for_hash(HASH_B) == "alice"
+    assert store.publisher_for_hash(HASH_B).name == "alice"
     assert store.publishers() == [record]
 
 
@@ -73,7 +74,7 @@ def test_an_active_name_or_a_used_hash_is_refused(store, name, digest, message):
         store.add_publisher(name, digest)
     assert raised.value.status == 409
     assert store.publishers() == [first]
-    assert store.publisher_for_hash(HASH_A) == "alice"
+    assert store.publisher_for_hash(HASH_A).name == "alice"
     assert store.publisher_for_hash(HASH_B) is None
 
 
@@ -92,6 +93,40 @@ def test_publisher_keys_are_under_the_prefix_and_hold_no_token():
     keys = sorted(key.decode() for key in client.keys("*"))
     assert keys == ["acme:publisher-tokens", "acme:publishers"]
     assert client.hgetall("acme:publisher-tokens") == {HASH_A.encode(): b"alice"}
+    client.close()
+
+
+def test_a_publisher_keeps_its_scopes_through_revocation(store):
+    record = store.add_publisher("ci", HASH_A, actions=("publish", "promote"), channels=("beta-*",))
+    assert (record.actions, record.channels) == (("publish", "promote"), ("beta-*",))
+    assert store.publisher_for_hash(HASH_A) == record
+    assert store.publishers() == [record]
+    store.revoke_publisher("ci")
+    revoked = store.publishers()[0]
+    assert (revoked.actions, revoked.channels, revoked.active) == (
+        ("publish", "promote"),
+        ("beta-*",),
+        False,
+    )
+
+
+def test_a_publisher_added_without_scopes_is_admin(store):
+    record = store.add_publisher("alice", HASH_A)
+    assert (record.actions, record.channels) == (("admin",), ("*",))
+    assert store.publisher_for_hash(HASH_A) == record
+
+
+def test_a_record_written_before_scopes_reads_as_admin():
+    client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
+    old = {"name": "ci", "token_hash": HASH_A, "created_at": "2026-01-01T00:00:00Z"}
+    client.hset("deployd:publishers", "ci", json.dumps({**old, "revoked_at": None}))
+    client.hset("deployd:publisher-tokens", HASH_A, "ci")
+    store = RedisStore(client)
+    record = store.publisher_for_hash(HASH_A)
+    assert (record.name, record.actions, record.channels) == ("ci", ("admin",), ("*",))
+    assert store.publishers() == [record]
+    assert store.revoke_publisher("ci") is True
+    assert store.publishers()[0].actions == ("admin",)
     client.close()
 
 
