@@ -140,7 +140,7 @@ def client_from(server: str, token: str | None) -> PublisherClient:
     if token is None:
         raise ConfigError(
             f"talking to a server needs a publisher token: set {TOKEN_ENV} (or pass --token)."
-            " `deployd publisher create NAME` makes one; the embedded development server keeps"
-            " one in .deployd/dev-publisher.token"
+            " `deployd publisher create NAME --action ACTION ...` makes one; the embedded"
+            " development server keeps one in .deployd/dev-publisher.token"
         )
     return PublisherClient(server, token)
