@@ -31,6 +31,10 @@ from deployd.semver import Version
 MAX_TEXT_BYTES = 1024 * 1024
 MAX_DEPTH = 32
 MAX_NODES = 100_000
+# Python converts integers of more digits than this to text only with a ValueError (its
+# int_max_str_digits default), and every channel is written out as JSON: longer ones are refused.
+MAX_INTEGER_DIGITS = 4300
+_INTEGER_BOUND = 10**MAX_INTEGER_DIGITS
 
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 CHANNEL_KEYS = frozenset({"name", "description", "chart", "values", "releases"})
@@ -393,10 +397,16 @@ class _Reader(_Builder):
             value = self.constructor.yaml_constructors[node.tag](self.constructor, node)
         except (yaml.YAMLError, ValueError, TypeError, OverflowError):
             kind = node.tag.removeprefix(_YAML)
-            self.problem(line, path, f"{node.value!r} is not a valid {kind}")
+            if kind == "int" and len(node.value) > MAX_INTEGER_DIGITS:
+                self.problem(line, path, _TOO_LONG)
+            else:
+                self.problem(line, path, f"{node.value!r} is not a valid {kind}")
             return _INVALID
         if isinstance(value, float) and not math.isfinite(value):
             self.problem(line, path, f"{node.value!r} cannot be represented in JSON")
+            return _INVALID
+        if integer_too_long(value):
+            self.problem(line, path, _TOO_LONG)
             return _INVALID
         return value
 
@@ -412,6 +422,9 @@ class _ObjectWalker(_Builder):
 
     def _value(self, value: Any, path: _Path, depth: int) -> Any:
         self.count_node(None, path)
+        if integer_too_long(value):
+            self.problem(None, path, _TOO_LONG)
+            return _INVALID
         if value is None or isinstance(value, str | bool | int | date):
             return value
         if isinstance(value, float):
@@ -433,6 +446,14 @@ class _ObjectWalker(_Builder):
             return result
         self.problem(None, path, f"a value of type {type(value).__name__} is not allowed")
         return _INVALID
+
+
+_TOO_LONG = f"an integer of more than {MAX_INTEGER_DIGITS} digits; refusing it"
+
+
+def integer_too_long(value: Any) -> bool:
+    """Whether `value` is an integer of more than MAX_INTEGER_DIGITS decimal digits."""
+    return isinstance(value, int) and not -_INTEGER_BOUND < value < _INTEGER_BOUND
 
 
 def _error_line(error: yaml.YAMLError, text: str) -> int | None:

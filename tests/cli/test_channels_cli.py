@@ -51,6 +51,20 @@ def test_check_prints_every_problem_and_fails(
     ]
 
 
+def test_check_refuses_an_integer_too_long_with_its_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    file = tmp_path / "stable.yaml"
+    file.write_text(
+        "name: stable\nchart: {path: x}\nvalues:\n  n: 0x" + "f" * 4000 + "\n"
+        "releases:\n  - version: 1.0.0\n"
+    )
+    assert main(["channels", "check", str(file)]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"{file}:4: values.n: an integer of more than 4300 digits; refusing it"
+    ]
+
+
 def test_check_needs_a_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exited:
         main(["channels"])
