@@ -119,16 +119,16 @@ def test_a_null_in_a_release_removes_the_channels_key() -> None:
     assert channel.newest.values == {"keep": 1}
 
 
-def test_an_oci_chart_needs_neither_name_nor_version() -> None:
+def test_an_oci_chart_needs_no_name_and_takes_its_version_from_a_tag() -> None:
     channel = parse(
         doc("""
         name: stable
         releases:
           - version: 1.0.0
-            chart: {url: "oci://registry.example.com/charts/server"}
+            chart: {url: "oci://registry.example.com/charts/server:0.20.0"}
         """)
     )
-    assert channel.newest.chart == {"url": "oci://registry.example.com/charts/server"}
+    assert channel.newest.chart == {"url": "oci://registry.example.com/charts/server:0.20.0"}
 
 
 @pytest.mark.parametrize(
@@ -1147,6 +1147,9 @@ def test_the_beta_sample_carries_prereleases() -> None:
         {"releases": [{"chart": {"path": "x"}}]},
         {"releases": [{"version": "1.0.0", "chart": {"branch": "main"}}]},
         {"name": "Stable"},
+        {"chart": {"url": "https://user@/charts", "name": "server", "version": "1.0.0"}},
+        {"chart": {"url": "oci://ghcr.io", "version": "1.0.0"}},
+        {"chart": {"url": "oci://ghcr.io/wandb/charts", "version": "latest"}},
     ],
 )
 def test_the_schema_refuses_what_the_parser_refuses(change: dict[str, Any]) -> None:
