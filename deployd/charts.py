@@ -40,8 +40,10 @@ _HELM_VERSION = re.compile(
 )
 _UINT64_MAX = 2**64 - 1
 # What an OCI reference is made of (the OCI distribution spec, as ORAS checks it).
+# (Written with '-+' where the spec has '-*': the same names, without the nested quantifiers that
+# make Python's backtracking matcher take exponential time on a long name that fails.)
 _REPOSITORY = re.compile(
-    r"[a-z0-9]+(?:(?:[._]|__|-*)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-*)[a-z0-9]+)*)*", re.ASCII
+    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*", re.ASCII
 )
 _TAG = re.compile(r"\w[\w.-]{0,127}", re.ASCII)
 _DIGEST_HEX_LENGTHS = {"sha256": 64, "sha384": 96, "sha512": 128}
@@ -89,8 +91,8 @@ def version_problem(version: str) -> str | None:
             f"{version!r} is not a chart version like 1.2.3 (Helm's semver; ranges and tags "
             "like 'latest' are not versions)"
         )
-    numbers = (match.group(part) for part in ("major", "minor", "patch"))
-    if any(number is not None and int(number) > _UINT64_MAX for number in numbers):
+    numbers = (match.group(part) or "0" for part in ("major", "minor", "patch"))
+    if any(len(n.lstrip("0")) > 20 or int(n) > _UINT64_MAX for n in numbers):
         return f"{version!r} has a number too large for Helm"
     pre = match.group("pre")
     if pre is not None and any(
@@ -255,7 +257,7 @@ def _check_port(colon_port: str, what: str) -> None:
     digits = colon_port[1:]
     if colon_port[0] != ":" or not all("0" <= c <= "9" for c in digits):
         raise ChartError(f"the port {digits!r} after the {what} is not a number")
-    if digits and int(digits) > 65535:
+    if len(digits.lstrip("0")) > 5 or digits and int(digits) > 65535:
         raise ChartError(f"the port {digits} is over 65535")
 
 

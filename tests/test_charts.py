@@ -96,6 +96,11 @@ REFUSED: dict[str, tuple[dict[str, Any], str, str]] = {
         "url",
         "port 'port'",
     ),
+    "oci repository that fails late": (
+        {"url": "oci://ghcr.io/" + "a" * 64 + "!", "version": "1.0.0"},
+        "url",
+        "not an OCI repository name",
+    ),
     "oci bad digest": ({"url": "oci://ghcr.io/c@sha256:abc"}, "url", "64 lowercase hex digits"),
     "oci bad tag": ({"url": "oci://ghcr.io/c:-x", "version": "1.0.0"}, "url", "not an OCI tag"),
     "OCI in capitals is no oci": (
@@ -115,6 +120,7 @@ REFUSED: dict[str, tuple[dict[str, Any], str, str]] = {
         "the port 'port' after the host is not a number",
     ),
     "port too large": ({"url": "https://charts.example.com:99999/", **REPO}, "url", "65535"),
+    "port of 5000 digits": ({"url": "https://c.example.com:" + "9" * 5000, **REPO}, "url", "65535"),
     "credentials": (
         {"url": "https://user:pw@charts.example.com/", **REPO},
         "url",
@@ -165,6 +171,11 @@ REFUSED: dict[str, tuple[dict[str, Any], str, str]] = {
         {"url": "oci://ghcr.io/c", "version": ">=1.0.0"},
         "version",
         "ranges",
+    ),
+    "version with 5000 digits": (
+        {"url": "oci://ghcr.io/c", "version": "1." + "9" * 5000},
+        "version",
+        "too large",
     ),
     "prerelease with a leading zero": (
         {"url": "oci://ghcr.io/c", "version": "1.0.0-01"},
