@@ -14,7 +14,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from os import PathLike
@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 from yaml.constructor import SafeConstructor
 
+from deployd import charts
 from deployd.errors import ChannelValidationError, Problem
 from deployd.merge import deep_merge
 from deployd.semver import Version
@@ -31,6 +32,10 @@ from deployd.semver import Version
 MAX_TEXT_BYTES = 1024 * 1024
 MAX_DEPTH = 32
 MAX_NODES = 100_000
+# Python converts integers of more digits than this to text only with a ValueError (its
+# int_max_str_digits default), and every channel is written out as JSON: longer ones are refused.
+MAX_INTEGER_DIGITS = 4300
+_INTEGER_BOUND = 10**MAX_INTEGER_DIGITS
 
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 CHANNEL_KEYS = frozenset({"name", "description", "chart", "values", "releases"})
@@ -38,6 +43,11 @@ RELEASE_KEYS = frozenset(
     {"version", "chart", "values", "releasedAt", "notes", "required", "rollout"}
 )
 CHART_KEYS = frozenset({"url", "name", "version", "path"})
+# What each chart value must be besides a non-empty string (deployd/charts.py).
+_CHART_VALUE_CHECKS: dict[str, Callable[[str], str | None]] = {
+    "url": charts.url_problem,
+    "version": charts.version_problem,
+}
 
 # The field name used for problems that belong to the document as a whole (syntax, size, caps).
 DOCUMENT_FIELD = "<document>"
@@ -51,8 +61,6 @@ _MERGE_TAG = _YAML + "merge"
 _RFC3339 = re.compile(
     r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})", re.ASCII
 )
-# The same rule as the JSON Schema's pattern for chart urls.
-_CHART_URL = re.compile(r"(https?|oci)://[^\s/]+\S*")
 _PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 
 _Path = tuple[str | int, ...]
@@ -393,10 +401,16 @@ class _Reader(_Builder):
             value = self.constructor.yaml_constructors[node.tag](self.constructor, node)
         except (yaml.YAMLError, ValueError, TypeError, OverflowError):
             kind = node.tag.removeprefix(_YAML)
-            self.problem(line, path, f"{node.value!r} is not a valid {kind}")
+            if kind == "int" and len(node.value) > MAX_INTEGER_DIGITS:
+                self.problem(line, path, _TOO_LONG)
+            else:
+                self.problem(line, path, f"{node.value!r} is not a valid {kind}")
             return _INVALID
         if isinstance(value, float) and not math.isfinite(value):
             self.problem(line, path, f"{node.value!r} cannot be represented in JSON")
+            return _INVALID
+        if integer_too_long(value):
+            self.problem(line, path, _TOO_LONG)
             return _INVALID
         return value
 
@@ -412,6 +426,9 @@ class _ObjectWalker(_Builder):
 
     def _value(self, value: Any, path: _Path, depth: int) -> Any:
         self.count_node(None, path)
+        if integer_too_long(value):
+            self.problem(None, path, _TOO_LONG)
+            return _INVALID
         if value is None or isinstance(value, str | bool | int | date):
             return value
         if isinstance(value, float):
@@ -433,6 +450,14 @@ class _ObjectWalker(_Builder):
             return result
         self.problem(None, path, f"a value of type {type(value).__name__} is not allowed")
         return _INVALID
+
+
+_TOO_LONG = f"an integer of more than {MAX_INTEGER_DIGITS} digits; refusing it"
+
+
+def integer_too_long(value: Any) -> bool:
+    """Whether `value` is an integer of more than MAX_INTEGER_DIGITS decimal digits."""
+    return isinstance(value, int) and not -_INTEGER_BOUND < value < _INTEGER_BOUND
 
 
 def _error_line(error: yaml.YAMLError, text: str) -> int | None:
@@ -540,11 +565,11 @@ class _Checker:
             if not isinstance(value, str) or not value.strip() or value != value.strip():
                 how = "a non-empty string without surrounding spaces"
                 self.problem((*path, key), f"must be {how}" + (" or null" if nulls else ""))
-            elif key == "url" and _chart_url_scheme(value) is None:
-                self.problem(
-                    (*path, key),
-                    f"{value!r} is neither an http(s) Helm repository URL nor oci://...",
-                )
+                continue
+            check = _CHART_VALUE_CHECKS.get(key)
+            problem = check(value) if check is not None else None
+            if problem is not None:
+                self.problem((*path, key), problem)
 
     def effective_chart(self, chart: dict[str, Any], path: _Path) -> None:
         """Check that the merged chart is one the operator can install."""
@@ -553,16 +578,9 @@ class _Checker:
             self.problem(path, "the chart has both a url and a path; give one")
         elif url is None and chart_path is None:
             self.problem(path, "the chart has neither a url (Helm repository or oci://) nor a path")
-        elif _chart_url_scheme(url) in ("http", "https"):
-            for key in ("name", "version"):
-                if chart.get(key) is None:
-                    self.problem((*path, key), "missing: a Helm repository chart needs a " + key)
-
-
-def _chart_url_scheme(url: Any) -> str | None:
-    """``http``, ``https`` or ``oci`` for a chart url the operator can use; else None."""
-    match = _CHART_URL.fullmatch(url) if isinstance(url, str) else None
-    return match.group(1) if match else None
+        elif url is not None:
+            for error in charts.installable_problems(chart):
+                self.problem((*path, error.key) if error.key else path, error.message)
 
 
 def _timestamp(value: Any) -> str | None:

@@ -1,7 +1,9 @@
 """Which release of a channel a license gets: staged rollouts and required stepping stones.
 
-Pure functions of the channel, the license id and the version the client reports, so every worker
-and replica answers the same caller the same way.
+Pure functions of the channel, the customer (the license's `sub`) and the version the client
+reports, so every worker and replica answers the same caller the same way. Cohorts are per
+customer, never per license: a renewed license (a new `jti`, the same `sub`) keeps every release
+its customer had, so a renewal never moves anyone in or out of a rollout.
 """
 
 from __future__ import annotations
@@ -13,31 +15,32 @@ from deployd.errors import NotFoundError
 from deployd.semver import Version
 
 
-def rollout_bucket(license_id: str, version: str) -> int:
-    """The license's bucket (0..99) for one release: stable across processes, hosts and restarts.
+def rollout_bucket(customer: str, version: str) -> int:
+    """The customer's bucket (0..99) for one release: stable across processes, hosts, restarts
+    and license renewals.
 
-    Each release draws its own buckets, so the licenses that get an early rollout of one release
+    Each release draws its own buckets, so the customers that get an early rollout of one release
     are not always the same ones.
     """
-    digest = hashlib.sha256(f"{license_id}\0{version}".encode()).digest()
+    digest = hashlib.sha256(f"{customer}\0{version}".encode()).digest()
     return int.from_bytes(digest[:8], "big") % 100
 
 
-def admits(release: Release, license_id: str | None) -> bool:
-    """Whether `release` is rolled out to this license (bucket below the rollout percentage).
+def admits(release: Release, customer: str | None) -> bool:
+    """Whether `release` is rolled out to this customer (bucket below the rollout percentage).
 
-    A license admitted at some rollout stays admitted at every higher one. Callers without a
-    license id only get releases at 100%.
+    A customer admitted at some rollout stays admitted at every higher one. Callers without a
+    license (no customer) only get releases at 100%.
     """
     if release.rollout >= 100:
         return True
-    if license_id is None:
+    if customer is None:
         return False
-    return rollout_bucket(license_id, release.version) < release.rollout
+    return rollout_bucket(customer, release.version) < release.rollout
 
 
 def select_release(
-    channel: Channel, *, license_id: str | None, current_version: str | None
+    channel: Channel, *, customer: str | None, current_version: str | None
 ) -> Release:
     """The release to serve: the newest admitted one, after any required stepping stone.
 
@@ -46,7 +49,7 @@ def select_release(
     client steps through every required floor. A `current_version` that is not semver is ignored.
     Raises NotFoundError (code ``no_release``) when no release is admitted.
     """
-    admitted = [release for release in channel.releases if admits(release, license_id)]
+    admitted = [release for release in channel.releases if admits(release, customer)]
     if not admitted:
         raise NotFoundError(
             f"no release of channel {channel.name!r} is rolled out to this license yet",

@@ -77,9 +77,10 @@ MAX_REMEMBERED_VERSION_CHARS = 128
 class SpecCache:
     """Rendered specs kept per worker, by (channel, sequence, release, window); bounded LRU.
 
-    Also remembers which spec each caller was given, by (channel, sequence, license id, reported
-    current version, window), so a repeated poll costs one lookup instead of a release selection
-    (a hash per release on a staged rollout). At most `max_choices` are kept, oldest dropped first.
+    Also remembers which spec each caller was given, by (channel, sequence, customer, reported
+    current version, window): the customer is what rollout cohorts are keyed on, so a repeated
+    poll costs one lookup instead of a release selection (a hash per release on a staged rollout).
+    At most `max_choices` are kept, oldest dropped first.
     """
 
     def __init__(
@@ -105,17 +106,17 @@ class SpecCache:
         channel: Channel,
         *,
         sequence: int,
-        license_id: str | None,
+        customer: str | None,
         current_version: str | None,
         now: float,
     ) -> RenderedSpec:
         """The spec of the release `select_release` picks for this caller (same errors)."""
         window_start = now - now % self.window_seconds
-        key = (channel.name, sequence, license_id, current_version, window_start)
+        key = (channel.name, sequence, customer, current_version, window_start)
         spec = self._choices.get(key)
         if spec is not None:
             return spec
-        release = select_release(channel, license_id=license_id, current_version=current_version)
+        release = select_release(channel, customer=customer, current_version=current_version)
         spec = self.get(channel, release, sequence=sequence, now=now)
         if current_version is None or len(current_version) <= MAX_REMEMBERED_VERSION_CHARS:
             with self._lock:

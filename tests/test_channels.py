@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from deployd.channels import (
     MAX_DEPTH,
+    MAX_INTEGER_DIGITS,
     MAX_NODES,
     MAX_TEXT_BYTES,
     Channel,
@@ -118,16 +119,16 @@ def test_a_null_in_a_release_removes_the_channels_key() -> None:
     assert channel.newest.values == {"keep": 1}
 
 
-def test_an_oci_chart_needs_neither_name_nor_version() -> None:
+def test_an_oci_chart_needs_no_name_and_takes_its_version_from_a_tag() -> None:
     channel = parse(
         doc("""
         name: stable
         releases:
           - version: 1.0.0
-            chart: {url: "oci://registry.example.com/charts/server"}
+            chart: {url: "oci://registry.example.com/charts/server:0.20.0"}
         """)
     )
-    assert channel.newest.chart == {"url": "oci://registry.example.com/charts/server"}
+    assert channel.newest.chart == {"url": "oci://registry.example.com/charts/server:0.20.0"}
 
 
 @pytest.mark.parametrize(
@@ -898,6 +899,38 @@ def test_oversize_text_is_refused_before_parsing(as_bytes: bool) -> None:
     assert "1 MiB" in problems[0].message
 
 
+# Integers Python cannot write out as text (more than 4300 digits): refused with their line, in
+# every notation YAML reads as an integer, instead of failing later when the channel is written.
+HUGE_INTEGERS = {
+    "hex": "0x" + "f" * 4000,
+    "octal": "0" + "7" * 5000,
+    "binary": "0b" + "1" * 15_000,
+    "decimal": "9" * 5000,
+    "sexagesimal": "1" + ":59" * 2500,
+}
+
+
+@pytest.mark.parametrize("written", HUGE_INTEGERS.values(), ids=HUGE_INTEGERS.keys())
+def test_an_integer_too_long_to_write_out_is_refused_with_its_line(written: str) -> None:
+    problems = problems_of(GOOD.replace("replicas: 2", f"replicas: {written}"))
+    assert [(p.line, p.field) for p in problems] == [(4, "values.app.replicas")]
+    assert f"more than {MAX_INTEGER_DIGITS} digits" in problems[0].message
+
+
+def test_an_integer_of_the_longest_allowed_length_is_accepted() -> None:
+    longest = int("9" * MAX_INTEGER_DIGITS)
+    channel = parse(GOOD.replace("replicas: 2", f"replicas: {hex(longest)}"))
+    assert channel.values["app"]["replicas"] == longest
+    assert json.loads(json.dumps(channel.document))["values"]["app"]["replicas"] == longest
+
+
+def test_a_document_with_an_integer_too_long_is_refused() -> None:
+    document = {"name": "stable", "chart": {"path": "x"}, "releases": [{"version": "1.0.0"}]}
+    with pytest.raises(ChannelValidationError) as caught:
+        channel_from_document({**document, "values": {"n": 16**4000}})
+    assert [(p.field, p.line) for p in caught.value.problems] == [("values.n", None)]
+
+
 def test_text_at_the_size_limit_is_accepted() -> None:
     assert parse(GOOD + "#" * (MAX_TEXT_BYTES - len(GOOD) - 1) + "\n")
 
@@ -1114,6 +1147,9 @@ def test_the_beta_sample_carries_prereleases() -> None:
         {"releases": [{"chart": {"path": "x"}}]},
         {"releases": [{"version": "1.0.0", "chart": {"branch": "main"}}]},
         {"name": "Stable"},
+        {"chart": {"url": "https://user@/charts", "name": "server", "version": "1.0.0"}},
+        {"chart": {"url": "oci://ghcr.io", "version": "1.0.0"}},
+        {"chart": {"url": "oci://ghcr.io/wandb/charts", "version": "latest"}},
     ],
 )
 def test_the_schema_refuses_what_the_parser_refuses(change: dict[str, Any]) -> None:

@@ -34,15 +34,15 @@ def release(version: str = "1.0.0", rollout: int = 100) -> Release:
     return channel((version, rollout, False)).newest
 
 
-def pick(ch: Channel, current: str | None = None, license_id: str | None = "lic-1") -> str:
-    return select_release(ch, license_id=license_id, current_version=current).version
+def pick(ch: Channel, current: str | None = None, customer: str | None = "lic-1") -> str:
+    return select_release(ch, customer=customer, current_version=current).version
 
 
 # --- buckets
 
 
 @pytest.mark.parametrize(
-    ("license_id", "version", "bucket"),
+    ("customer", "version", "bucket"),
     [
         ("lic-0001", "1.5.0", 73),
         ("lic-0001", "1.4.0", 53),
@@ -51,22 +51,22 @@ def pick(ch: Channel, current: str | None = None, license_id: str | None = "lic-
     ],
 )
 def test_buckets_are_fixed_values_that_never_change_between_releases_of_deployd(
-    license_id: str, version: str, bucket: int
+    customer: str, version: str, bucket: int
 ) -> None:
     # Changing the hash would silently move licenses in or out of every running rollout.
-    assert rollout_bucket(license_id, version) == bucket
+    assert rollout_bucket(customer, version) == bucket
 
 
 @given(st.text(max_size=40), st.text(max_size=20))
-def test_a_bucket_is_between_0_and_99_and_deterministic(license_id: str, version: str) -> None:
-    bucket = rollout_bucket(license_id, version)
+def test_a_bucket_is_between_0_and_99_and_deterministic(customer: str, version: str) -> None:
+    bucket = rollout_bucket(customer, version)
     assert 0 <= bucket <= 99
-    assert rollout_bucket(license_id, version) == bucket
+    assert rollout_bucket(customer, version) == bucket
 
 
 def test_buckets_spread_evenly_over_licenses() -> None:
     quarter = release(rollout=25)
-    admitted = sum(admits(quarter, license_id) for license_id in LICENSES)
+    admitted = sum(admits(quarter, customer) for customer in LICENSES)
     assert 0.21 * len(LICENSES) < admitted < 0.29 * len(LICENSES)
 
 
@@ -83,11 +83,11 @@ def test_each_release_draws_its_own_buckets() -> None:
 
 @given(st.text(max_size=40), st.integers(0, 100), st.integers(0, 100))
 def test_admission_never_flips_back_as_the_rollout_rises(
-    license_id: str, low: int, high: int
+    customer: str, low: int, high: int
 ) -> None:
     low, high = min(low, high), max(low, high)
-    if admits(release(rollout=low), license_id):
-        assert admits(release(rollout=high), license_id)
+    if admits(release(rollout=low), customer):
+        assert admits(release(rollout=high), customer)
 
 
 def test_a_license_is_admitted_when_its_bucket_is_below_the_rollout() -> None:
@@ -96,17 +96,17 @@ def test_a_license_is_admitted_when_its_bucket_is_below_the_rollout() -> None:
     assert admits(release("1.5.0", bucket + 1), "lic-0001")
 
 
-@pytest.mark.parametrize("license_id", ["lic-0001", "acme-2026-001", "", None])
-def test_rollout_100_admits_everyone_and_rollout_0_no_one(license_id: str | None) -> None:
-    assert admits(release(rollout=100), license_id)
-    assert not admits(release(rollout=0), license_id)
+@pytest.mark.parametrize("customer", ["lic-0001", "acme-2026-001", "", None])
+def test_rollout_100_admits_everyone_and_rollout_0_no_one(customer: str | None) -> None:
+    assert admits(release(rollout=100), customer)
+    assert not admits(release(rollout=0), customer)
 
 
 @pytest.mark.parametrize("rollout", [1, 50, 99])
 def test_anonymous_callers_only_get_releases_at_100_percent(rollout: int) -> None:
     assert not admits(release(rollout=rollout), None)
     ch = channel(("1.0.0", 100, False), ("1.1.0", rollout, False))
-    assert pick(ch, license_id=None) == "1.0.0"
+    assert pick(ch, customer=None) == "1.0.0"
 
 
 # --- selection
@@ -174,15 +174,15 @@ def test_the_newest_release_is_the_newest_admitted_one() -> None:
     ch = channel(("1.4.0", 100, False), ("1.5.0", 25, False))
     outside = next(lic for lic in LICENSES if not admits(ch.newest, lic))
     inside = next(lic for lic in LICENSES if admits(ch.newest, lic))
-    assert pick(ch, license_id=outside) == "1.4.0"
-    assert pick(ch, license_id=inside) == "1.5.0"
+    assert pick(ch, customer=outside) == "1.4.0"
+    assert pick(ch, customer=inside) == "1.5.0"
 
 
 def test_a_required_release_above_the_newest_admitted_is_not_served() -> None:
     # The floor only matters once the license is rolled out to something above it.
     ch = channel(("1.1.0", 100, False), ("1.2.0", 100, False), ("1.3.0", 20, True))
     outside = next(lic for lic in LICENSES if not admits(ch.newest, lic))
-    assert pick(ch, "1.1.0", license_id=outside) == "1.2.0"
+    assert pick(ch, "1.1.0", customer=outside) == "1.2.0"
 
 
 def test_prereleases_rank_below_their_release_and_numerically_among_themselves() -> None:
@@ -205,11 +205,11 @@ def test_prereleases_rank_below_their_release_and_numerically_among_themselves()
     assert pick(ch, "1.5.0-rc.1") == "1.5.0"
 
 
-@pytest.mark.parametrize("license_id", [None, "lic-0001"])
-def test_nothing_admitted_is_a_not_found_no_release(license_id: str | None) -> None:
+@pytest.mark.parametrize("customer", [None, "lic-0001"])
+def test_nothing_admitted_is_a_not_found_no_release(customer: str | None) -> None:
     ch = channel(("1.0.0", 0, False), ("1.1.0", 0, True))
     with pytest.raises(NotFoundError) as caught:
-        select_release(ch, license_id=license_id, current_version="0.9.0")
+        select_release(ch, customer=customer, current_version="0.9.0")
     assert caught.value.code == "no_release"
     assert caught.value.status == 404
     assert "stable" in caught.value.message
@@ -217,14 +217,14 @@ def test_nothing_admitted_is_a_not_found_no_release(license_id: str | None) -> N
 
 def test_the_error_never_names_the_license() -> None:
     with pytest.raises(NotFoundError) as caught:
-        select_release(channel(("1.0.0", 0, False)), license_id="lic-secret", current_version=None)
+        select_release(channel(("1.0.0", 0, False)), customer="lic-secret", current_version=None)
     assert "lic-secret" not in caught.value.message
 
 
 def test_the_stable_sample_serves_the_demo_it_describes() -> None:
     stable = load_channel_file(STABLE_SAMPLE)
     assert stable.newest.version == "1.5.0"
-    assert pick(stable, license_id=None) == "1.4.1"
-    assert pick(stable, "1.2.0", license_id=None) == "1.3.0"
-    served = {pick(stable, license_id=lic) for lic in LICENSES[:200]}
+    assert pick(stable, customer=None) == "1.4.1"
+    assert pick(stable, "1.2.0", customer=None) == "1.3.0"
+    served = {pick(stable, customer=lic) for lic in LICENSES[:200]}
     assert served == {"1.4.1", "1.5.0"}

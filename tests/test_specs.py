@@ -49,9 +49,9 @@ def selections(monkeypatch) -> list[tuple]:
     """Every call SpecCache makes to select_release, as (license id, current version)."""
     calls: list[tuple] = []
 
-    def counting(ch, *, license_id, current_version):
-        calls.append((license_id, current_version))
-        return select_release(ch, license_id=license_id, current_version=current_version)
+    def counting(ch, *, customer, current_version):
+        calls.append((customer, current_version))
+        return select_release(ch, customer=customer, current_version=current_version)
 
     monkeypatch.setattr(deployd.specs, "select_release", counting)
     return calls
@@ -62,18 +62,18 @@ def metadata(spec) -> dict[str, str]:
 
 
 def test_the_spec_is_that_of_the_release_select_release_picks(specs):
-    for license_id in LICENSES:
+    for customer in LICENSES:
         for current in (None, "1.0.0", "1.1.0", "junk"):
             spec = specs.select(
-                STAGED, sequence=1, license_id=license_id, current_version=current, now=NOW
+                STAGED, sequence=1, customer=customer, current_version=current, now=NOW
             )
-            expected = select_release(STAGED, license_id=license_id, current_version=current)
+            expected = select_release(STAGED, customer=customer, current_version=current)
             assert spec.release == metadata(spec)["release"] == expected.version
 
 
 def test_a_repeat_poll_is_answered_from_memory(specs, selections):
-    first = specs.select(STAGED, sequence=1, license_id="a", current_version=None, now=NOW)
-    again = specs.select(STAGED, sequence=1, license_id="a", current_version=None, now=NOW + 60)
+    first = specs.select(STAGED, sequence=1, customer="a", current_version=None, now=NOW)
+    again = specs.select(STAGED, sequence=1, customer="a", current_version=None, now=NOW + 60)
     assert again is first
     assert selections == [("a", None)]
 
@@ -81,32 +81,32 @@ def test_a_repeat_poll_is_answered_from_memory(specs, selections):
 @pytest.mark.parametrize(
     "other",
     [
-        {"license_id": "b"},
+        {"customer": "b"},
         {"current_version": "1.0.0"},
-        {"license_id": None},
+        {"customer": None},
     ],
     ids=["another license", "another reported version", "anonymous"],
 )
 def test_another_caller_gets_its_own_choice(specs, selections, other):
-    asked = {"license_id": "a", "current_version": None, **other}
-    specs.select(STAGED, sequence=1, license_id="a", current_version=None, now=NOW)
+    asked = {"customer": "a", "current_version": None, **other}
+    specs.select(STAGED, sequence=1, customer="a", current_version=None, now=NOW)
     specs.select(STAGED, sequence=1, now=NOW, **asked)
     assert len(selections) == 2
 
 
 def test_a_publish_is_seen_at_once(specs):
-    before = specs.select(STAGED, sequence=1, license_id="a", current_version=None, now=NOW)
+    before = specs.select(STAGED, sequence=1, customer="a", current_version=None, now=NOW)
     promoted = channel(("1.0.0", 100, False), ("1.3.0", 100, False), ("1.4.0", 100, False))
-    after = specs.select(promoted, sequence=2, license_id="a", current_version=None, now=NOW)
+    after = specs.select(promoted, sequence=2, customer="a", current_version=None, now=NOW)
     assert metadata(after)["release"] == "1.4.0"
     assert metadata(after)["sequence"] == "2"
     assert after.etag != before.etag
 
 
 def test_a_new_window_is_a_new_spec_with_new_times(specs):
-    first = specs.select(STAGED, sequence=1, license_id="a", current_version=None, now=NOW)
-    same = specs.select(STAGED, sequence=1, license_id="a", current_version=None, now=NOW + 3600)
-    later = specs.select(STAGED, sequence=1, license_id="a", current_version=None, now=NOW + WINDOW)
+    first = specs.select(STAGED, sequence=1, customer="a", current_version=None, now=NOW)
+    same = specs.select(STAGED, sequence=1, customer="a", current_version=None, now=NOW + 3600)
+    later = specs.select(STAGED, sequence=1, customer="a", current_version=None, now=NOW + WINDOW)
     assert same is first
     assert later.release == first.release
     assert metadata(later)["issuedAt"] != metadata(first)["issuedAt"]
@@ -115,18 +115,18 @@ def test_a_new_window_is_a_new_spec_with_new_times(specs):
 
 
 def test_choices_are_bounded_oldest_first(specs, selections):
-    for license_id in LICENSES[:51]:
-        specs.select(STAGED, sequence=1, license_id=license_id, current_version=None, now=NOW)
-    specs.select(STAGED, sequence=1, license_id=LICENSES[50], current_version=None, now=NOW)
+    for customer in LICENSES[:51]:
+        specs.select(STAGED, sequence=1, customer=customer, current_version=None, now=NOW)
+    specs.select(STAGED, sequence=1, customer=LICENSES[50], current_version=None, now=NOW)
     assert len(selections) == 51
-    specs.select(STAGED, sequence=1, license_id=LICENSES[0], current_version=None, now=NOW)
+    specs.select(STAGED, sequence=1, customer=LICENSES[0], current_version=None, now=NOW)
     assert len(selections) == 52
 
 
 def test_a_long_reported_version_is_never_remembered(specs, selections):
     junk = "1" * (MAX_REMEMBERED_VERSION_CHARS + 1)
     for _ in range(2):
-        specs.select(STAGED, sequence=1, license_id="a", current_version=junk, now=NOW)
+        specs.select(STAGED, sequence=1, customer="a", current_version=junk, now=NOW)
     assert len(selections) == 2
 
 
@@ -134,6 +134,6 @@ def test_no_release_for_the_caller_is_an_error_every_time(specs, selections):
     dark = channel(("1.0.0", 0, False))
     for _ in range(2):
         with pytest.raises(NotFoundError) as e:
-            specs.select(dark, sequence=1, license_id=None, current_version=None, now=NOW)
+            specs.select(dark, sequence=1, customer=None, current_version=None, now=NOW)
         assert e.value.code == "no_release"
     assert len(selections) == 2

@@ -14,6 +14,7 @@ from typing import Any
 from flask import Blueprint, Flask, Response, request
 
 from deployd.api.fastpath import Answer, content_length
+from deployd.api.request import RefusedJSON, load_json
 from deployd.errors import BadRequestError, LicenseError
 from deployd.services import Services, services
 
@@ -76,8 +77,8 @@ def fast_validate(deployd: Services, environ: dict[str, Any]) -> Answer | None:
     environ["wsgi.input"] = io.BytesIO(body)
     environ["CONTENT_LENGTH"] = str(len(body))
     try:
-        payload = json.loads(body)
-    except (ValueError, RecursionError):
+        payload = load_json(body)
+    except (ValueError, RecursionError, RefusedJSON):
         return None
     unverified_license = _license_in(payload)
     license = deployd.verifier.lookup(unverified_license) if unverified_license else None

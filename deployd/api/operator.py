@@ -54,11 +54,11 @@ def _serve_spec(*, pinned: str | None) -> Response:
     if unverified_license is not None:
         license = deployd.verify_license(unverified_license)
         deployd.limit_license(license)
-    name, license_id = _channel_to_serve(deployd, license, asked)
+    name, customer = _channel_to_serve(deployd, license, asked)
     spec = _find_spec(
         deployd,
         name,
-        license_id,
+        customer,
         pinned=pinned,
         current_version=request.headers.get(CURRENT_VERSION_HEADER) or None,
     )
@@ -71,7 +71,12 @@ def _serve_spec(*, pinned: str | None) -> Response:
 def _channel_to_serve(
     deployd: Services, license: VerifiedLicense | None, asked: str | None
 ) -> tuple[str, str | None]:
-    """(channel name, license id for rollouts) for this caller; LicenseError when not allowed."""
+    """(channel name, customer) for this caller; LicenseError when not allowed.
+
+    The customer (the license's `sub`, None without a license) is what rollout cohorts and the
+    per-caller cache of release choices are keyed on, on the fast path and in the Flask view
+    alike: a renewed license (new `jti`, same `sub`) gets the same release as the one it renews.
+    """
     if license is None:
         anonymous = deployd.settings.anonymous_channel
         if anonymous is None or asked not in (None, anonymous):
@@ -84,13 +89,13 @@ def _channel_to_serve(
     name = asked or license.channel
     if not license.may_read(name):
         raise LicenseError("channel_not_allowed", f"this license may not read channel {name!r}")
-    return name, license.jti
+    return name, license.customer
 
 
 def _find_spec(
     deployd: Services,
     name: str,
-    license_id: str | None,
+    customer: str | None,
     *,
     pinned: str | None,
     current_version: str | None,
@@ -105,7 +110,7 @@ def _find_spec(
         return deployd.specs.select(
             channel,
             sequence=sequence,
-            license_id=license_id,
+            customer=customer,
             current_version=current_version,
             now=now,
         )
@@ -149,11 +154,11 @@ def fast_spec(deployd: Services, environ: dict[str, Any]) -> Answer | None:
         license = deployd.verifier.lookup(unverified_license)
         if license is None or not deployd.license_allowed(license):
             return None
-    name, license_id = _channel_to_serve(deployd, license, asked)
+    name, customer = _channel_to_serve(deployd, license, asked)
     spec = _find_spec(
         deployd,
         name,
-        license_id,
+        customer,
         pinned=None,
         current_version=environ.get("HTTP_DEPLOYD_CURRENT_VERSION") or None,
     )

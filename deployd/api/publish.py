@@ -14,6 +14,7 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
 from deployd.api.auth import authorization_header
+from deployd.api.request import RefusedJSON, load_json
 from deployd.channels import DOCUMENT_FIELD, Channel, channel_from_document, parse_channel_text
 from deployd.errors import (
     BadRequestError,
@@ -141,7 +142,9 @@ def _channel_from_body(name: str) -> tuple[Channel, str]:
     filename = f"{name}.json"
     try:
         text = data.decode("utf-8")
-        document = json.loads(text)
+        document = load_json(text)
+    except RefusedJSON as e:
+        raise ChannelValidationError([Problem(filename, e.line, DOCUMENT_FIELD, e.message)]) from e
     except UnicodeDecodeError as e:
         raise ChannelValidationError(
             [Problem(filename, None, DOCUMENT_FIELD, f"not valid UTF-8 (byte {e.start})")]

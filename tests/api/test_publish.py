@@ -182,6 +182,26 @@ def test_an_invalid_json_document_is_refused(client, store, publisher_token, tex
     assert store.get_channel("stable").sequence == 1
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "oci://registry.example.com/charts/server:9.9.9",  # the releases' versions differ
+        "https://charts.example.com/a%zz",
+        "https://user@/charts",
+        "https://charts.example.com:port/charts",
+    ],
+)
+def test_a_chart_the_operator_would_drop_is_refused_with_its_line(
+    client, store, publisher_token, url
+):
+    text = STABLE.replace("url: https://charts.example.com", f"url: '{url}'")
+    response = client.put("/api/v1/channels/stable", **yaml_body(text, publisher_token))
+    assert error_of(response) == (422, "invalid_channel")
+    problems = response.get_json()["error"]["problems"]
+    assert problems and all(p["line"] for p in problems)
+    assert store.get_channel("stable").sequence == 1
+
+
 BILLION_LAUGHS = "name: stable\na: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
     f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 10)}]\n" for i in range(8)
 )

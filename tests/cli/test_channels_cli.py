@@ -51,6 +51,42 @@ def test_check_prints_every_problem_and_fails(
     ]
 
 
+def test_check_refuses_an_integer_too_long_with_its_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    file = tmp_path / "stable.yaml"
+    file.write_text(
+        "name: stable\nchart: {path: x}\nvalues:\n  n: 0x" + "f" * 4000 + "\n"
+        "releases:\n  - version: 1.0.0\n"
+    )
+    assert main(["channels", "check", str(file)]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"{file}:4: values.n: an integer of more than 4300 digits; refusing it"
+    ]
+
+
+def test_check_refuses_charts_the_operator_would_drop_with_their_lines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    file = tmp_path / "stable.yaml"
+    file.write_text(
+        "name: stable\n"
+        "releases:\n"
+        "  - version: 1.0.0\n"
+        "    chart: {url: 'oci://ghcr.io/wandb/charts/wandb'}\n"
+        "  - version: 1.1.0\n"
+        "    chart: {url: 'https://charts.example.com/a%zz', name: s, version: 1.0.0}\n"
+        "  - version: 1.2.0\n"
+        "    chart: {url: 'https://user@/charts', name: s, version: 1.0.0}\n"
+    )
+    assert main(["channels", "check", str(file)]) == 1
+    assert [line.split(": ", 2)[:2] for line in capsys.readouterr().err.splitlines()] == [
+        [f"{file}:4", "releases[0].chart.version"],
+        [f"{file}:6", "releases[1].chart.url"],
+        [f"{file}:8", "releases[2].chart.url"],
+    ]
+
+
 def test_check_needs_a_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exited:
         main(["channels"])

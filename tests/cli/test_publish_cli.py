@@ -137,6 +137,22 @@ def test_a_bad_file_anywhere_lists_every_problem_and_publishes_nothing(
     assert server.store.sequences() == {"stable": 1, "beta": 1}
 
 
+def test_a_chart_the_operator_would_drop_is_refused_with_its_line_and_nothing_published(
+    capsys, server, token, channels_dir
+):
+    bad = channels_dir / "beta.yaml"
+    bad.write_text(
+        CHANNEL_YAML.format(name="beta").replace(
+            "chart: {url: https://charts.example.com, name: server}",
+            "chart: {url: 'https://charts.example.com:port/charts', name: server}",
+        )
+    )
+    code, out, err = run(capsys, "publish", str(channels_dir), "--server", server.url)
+    assert (code, out) == (1, "")
+    assert err.startswith(f"{bad}:3: chart.url: 'https://charts.example.com:port/charts' is no")
+    assert server.store.sequences() == {"stable": 1, "beta": 1}
+
+
 def test_the_token_can_come_from_the_command_line(capsys, server, channels_dir):
     token = add_publisher(server.store, "alice")
     code, out, _ = run(
