@@ -293,7 +293,7 @@ def test_local_mode_publishes_rolls_back_and_promotes_in_redis(
     assert out == "beta: sequence 2 (promoted 1.3.0 from stable: added 1.3.0)\n"
     code, out, _ = run(capsys, "rollback", "beta", "1", *local)
     assert out == "beta: sequence 3 (rollback to 1: removed 1.3.0)\n"
-    code, out, _ = run(capsys, "history", "beta", *local)
+    code, out, _ = run(capsys, "history", "beta", "--redis-url", redis_url)
     assert [line.split()[2] for line in out.splitlines()] == ["release-bot"] * 2 + ["seed"]
     store = RedisStore(real_redis)
     assert store.sequences() == {"stable": 2, "beta": 3}
