@@ -100,10 +100,18 @@ def redis_server():
             server.stop()
 
 
+def initialize(client: redis.Redis, *, prefix: str = "deployd:") -> None:
+    """Initialise deployd's store on `client` (`deployd store init`), as production runs it."""
+    from deployd.store.redis import RedisStore
+
+    RedisStore(client, prefix=prefix).initialize()
+
+
 @pytest.fixture
 def real_redis(redis_server):
-    """A flushed client of the session's real redis-server."""
+    """A flushed client of the session's real redis-server, with deployd's store initialised."""
     client = redis_server.client()
     client.flushall()
+    initialize(client)
     yield client
     client.close()

@@ -24,7 +24,9 @@ def open_backend(request: pytest.FixtureRequest) -> Iterator[Store]:
         yield MemoryStore()
     elif request.param == "fakeredis":
         client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
-        yield RedisStore(client)
+        store = RedisStore(client)
+        store.initialize()
+        yield store
         client.close()
     else:
         yield RedisStore(request.getfixturevalue("real_redis"))
