@@ -27,7 +27,7 @@ class FlakyStore(MemoryStore):
 
     def __getattribute__(self, name):
         attribute = super().__getattribute__(name)
-        if name in {"generation", "sequences", "get_channel", "revocations_since"}:
+        if name in {"marker", "generation", "sequences", "get_channel", "revocations_since"}:
             if super().__getattribute__("down"):
                 raise StoreUnavailableError("store is down")
             if name == "get_channel":
