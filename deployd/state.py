@@ -58,6 +58,7 @@ class ServerState:
         self._compiled: OrderedDict[str, tuple[int, Channel]] = OrderedDict()
         self._revoked: set[str] = set()
         self._revocation_offset = 0
+        self._last_revoked: str | None = None  # the id at `_revocation_offset - 1`
         self._epoch: str | None = None
         # Not derived from the store, so kept through resets: the highest sequence of each
         # channel this process saw, a floor for the store's next publish if it goes back.
@@ -109,19 +110,35 @@ class ServerState:
         behind = sorted(n for n, s in self._sequences.items() if sequences.get(n, 0) < s)
         if behind:
             self._reset(f"channel {', '.join(behind)} went back to an older sequence")
-        new, length = self.store.revocations_since(self._revocation_offset)
-        if length < self._revocation_offset:
-            self._reset("the revocation list shrank")
-            new, length = self.store.revocations_since(0)
+        new = self._new_revocations()
+        if new is None:
+            self._reset("the revocation list shrank or was rewritten")
+            new = self._new_revocations() or []
         self._sequences = sequences
         self._note_sequences(sequences)
         self._revoked.update(new)
-        self._revocation_offset = length
         self._generation = marker.generation
         self._epoch = marker.epoch
         if self.uninitialized:
             logger.info("the store is initialised (epoch %s): serving from it", marker.epoch)
             self.uninitialized = False
+
+    def _new_revocations(self) -> list[str] | None:
+        """The ids revoked since the last read, or None when the log is not the one read before.
+
+        Reads from the last id already known, which must still be where it was: a log that went
+        back and grew again past its old length is noticed too.
+        """
+        offset, last = self._revocation_offset, self._last_revoked
+        new, length = self.store.revocations_since(max(offset - 1, 0))
+        if offset:
+            if length < offset or not new or new[0] != last:
+                return None
+            new = new[1:]
+        self._revocation_offset = length
+        if new:
+            self._last_revoked = new[-1]
+        return new
 
     def _went_back(self, marker: StoreMarker) -> str | None:
         """Why the store `marker` describes is not the one last read, or None."""
@@ -159,6 +176,7 @@ class ServerState:
         self._sequences = {}
         self._revoked = set()
         self._revocation_offset = 0
+        self._last_revoked = None
         self._generation = None
         self._epoch = None
         for listener in self._reset_listeners:
