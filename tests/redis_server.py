@@ -74,6 +74,13 @@ class RedisServer:
             self.process.wait(timeout=10)
             self.process = None
 
+    def kill(self) -> None:
+        """Kill -9, as a crash or an OOM kill does: Redis saves nothing on the way out."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+            self.process = None
+
     def client(self) -> redis.Redis:
         return redis.Redis.from_url(self.url)
 
