@@ -54,7 +54,7 @@ def backup_document(contents: StoreContents) -> dict[str, Any]:
 def write_backup(contents: StoreContents, path: str | Path) -> None:
     """Write `contents` to `path` atomically (temp file, fsync, rename); mode 0600."""
     path = Path(path)
-    text = json.dumps(backup_document(contents), indent=1, sort_keys=True, allow_nan=False)
+    text = json.dumps(backup_document(contents), indent=1, allow_nan=False)
     try:
         descriptor, temporary = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.")
     except OSError as e:
