@@ -335,3 +335,39 @@ def test_revocations_are_kept_with_when_why_and_who(client):
     entry = json.loads(client.hget("deployd:revoked", "jti-1"))
     assert entry.keys() == {"revokedAt", "reason", "by"}
     assert (entry["reason"], entry["by"]) == ("leaked in a ticket", "alice")
+
+
+# --- persistence
+
+
+def test_persistence_is_read_from_the_server(real_redis, redis_server):
+    persistence = RedisStore(real_redis).persistence()
+    assert (persistence.checked, persistence.persisted) == (True, False)
+    assert persistence.description == "appendonly=no; save=''"
+    real_redis.config_set("appendonly", "yes")
+    try:
+        persistence = RedisStore(real_redis).persistence()
+        assert persistence.persisted
+        assert persistence.description == "appendonly=yes appendfsync=everysec; save=''"
+    finally:
+        real_redis.config_set("appendonly", "no")
+
+
+def test_a_server_that_refuses_config_is_said_to_be_unchecked():
+    # fakeredis, like many managed Redis services, does not answer CONFIG GET.
+    store = RedisStore(fakeredis.FakeRedis(server=fakeredis.FakeServer()))
+    persistence = store.persistence()
+    assert (persistence.checked, persistence.persisted) == (False, False)
+    assert persistence.description.startswith("could not be checked")
+
+
+def test_nothing_persisted_is_one_warning_per_process(real_redis, caplog, monkeypatch):
+    from deployd import services
+
+    monkeypatch.setattr(services, "_persistence_checked", False)
+    caplog.set_level("INFO", logger="deployd.services")
+    services.warn_unless_persisted(RedisStore(real_redis))
+    services.warn_unless_persisted(RedisStore(real_redis))
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "\n" not in warnings[0]
+    assert warnings[0].startswith("Redis persists nothing (appendonly=no; save='')")
