@@ -154,8 +154,14 @@ def status_lines(store: Store) -> tuple[list[str], bool]:
     ], marker.epoch is not None
 
 
+# Channels listed by name in `status`; past that, only how many more there are.
+LISTED_CHANNELS = 20
+
+
 def _pairs(marks: dict[str, int]) -> str:
-    return ", ".join(f"{name} {mark}" for name, mark in sorted(marks.items()))
+    pairs = [f"{name} {mark}" for name, mark in sorted(marks.items())]
+    more = len(pairs) - LISTED_CHANNELS
+    return ", ".join(pairs[:LISTED_CHANNELS]) + (f" and {more} more" if more > 0 else "")
 
 
 def _listed(marks: dict[str, int]) -> str:
