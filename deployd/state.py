@@ -107,7 +107,10 @@ class ServerState:
         if marker.generation == self._generation:
             return
         sequences = self.store.sequences()
-        behind = sorted(n for n, s in self._sequences.items() if sequences.get(n, 0) < s)
+        known = dict(self._sequences)
+        for name, (compiled_sequence, _) in list(self._compiled.items()):
+            known[name] = max(known.get(name, 0), compiled_sequence)
+        behind = sorted(n for n, s in known.items() if sequences.get(n, 0) < s)
         if behind:
             self._reset(f"channel {', '.join(behind)} went back to an older sequence")
         new = self._new_revocations()
