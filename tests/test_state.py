@@ -205,3 +205,20 @@ def test_a_replaced_store_is_reloaded_whole():
     assert version(state) == (1, "1.2.0")
     publish(redis.store, "a", release(4))
     assert version(state) == (3, "1.4.0")
+
+
+def test_a_channel_compiled_past_the_last_refresh_is_checked_too(clock):
+    redis = Redis()
+    publish(redis.store, "a")
+    redis.save()
+    state = ServerState(redis.store, refresh_interval=0.5, clock=clock)
+    state.refresh(force=True)
+    publish(redis.store, "a", release(3))
+    assert version(state) == (2, "1.3.0"), "compiled from the store before the next refresh"
+    redis.restart_from_snapshot()
+    redis.store.revoke("someone")  # the generation moves on, past the worker's
+    clock.now += 1
+    assert version(state) == (1, "1.2.0")
+    publish(redis.store, "a", release(4))
+    clock.now += 1
+    assert version(state) == (3, "1.4.0"), "sequence 2 named 1.3.0 already"
