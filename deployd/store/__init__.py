@@ -25,7 +25,7 @@ gone, and sequence numbers from ever naming two documents:
   is restored); ``deployd store init --sequence-floor N`` starts every channel above N. So after a
   loss the next publish gets a sequence above every one a running worker served, and a sequence
   never names two documents as long as one worker that served it, a backup or the operator
-  remembers it (see docs/security.md, *Redis loses data*).
+  remembers it (see docs/security.md, *Redis loses data or goes back in time*).
 """
 
 from __future__ import annotations
