@@ -109,6 +109,13 @@ class StoreUnavailableError(DeploydError):
     code = "store_unavailable"
 
 
+class StoreUninitializedError(StoreUnavailableError):
+    """The store has no epoch: it is new or lost its data, and nobody ran `deployd store init` or
+    restored a backup yet. Nothing is served from it and nothing written to it."""
+
+    code = "store_uninitialized"
+
+
 class ConfigError(DeploydError):
     """The server or a command was configured wrongly (missing key file, bad setting...)."""
 

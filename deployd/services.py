@@ -10,7 +10,7 @@ from typing import Any
 from flask import current_app
 
 from deployd.config import Settings
-from deployd.errors import ConfigError
+from deployd.errors import ConfigError, StoreUnavailableError
 from deployd.keys import KeyRing
 from deployd.license_cache import CachedLicenseVerifier
 from deployd.licenses import LicenseVerifier, VerifiedLicense
@@ -114,6 +114,11 @@ def build_services(settings: Settings, store: Store) -> Services:
         window_seconds=settings.spec_window_seconds,
         expiry_windows=settings.spec_expiry_windows,
     )
+    # A replaced store may reuse sequence numbers: nothing rendered from the old one is kept.
+    state.add_reset_listener(specs.clear)
+    state.add_reset_listener(verifier.clear)
+    if not settings.embedded:
+        warn_unless_persisted(store)
     services = Services(settings, store, state, keyring, verifier, signer, specs, extra)
     if settings.rate_limit_enabled:
         sync = settings.refresh_interval
@@ -124,6 +129,36 @@ def build_services(settings: Settings, store: Store) -> Services:
             store.add_counts, limit=settings.rate_limit_per_address_per_minute, sync_interval=sync
         )
     return services
+
+
+_persistence_checked = False
+
+
+def warn_unless_persisted(store: Store) -> None:
+    """Log once per process, in one line, when the store keeps nothing across a restart (or
+    cannot say)."""
+    global _persistence_checked
+    if _persistence_checked:
+        return
+    _persistence_checked = True
+    try:
+        persistence = store.persistence()
+    except StoreUnavailableError as e:
+        logger.warning("Redis persistence could not be checked: %s", e.message)
+        return
+    if not persistence.checked:
+        logger.warning(
+            "Redis persistence %s: make sure it keeps its data (AOF), or keep backups",
+            persistence.description,
+        )
+    elif not persistence.persisted:
+        logger.warning(
+            "Redis persists nothing (%s): a restart loses every channel, revocation and"
+            " publisher; turn on appendonly (README, Running in production)",
+            persistence.description,
+        )
+    else:
+        logger.info("Redis persistence: %s", persistence.description)
 
 
 def _address_key(address: str | None) -> str:

@@ -101,6 +101,12 @@ class SpecCache:
         self._choices: OrderedDict[tuple, RenderedSpec] = OrderedDict()
         self._lock = threading.Lock()
 
+    def clear(self) -> None:
+        """Forget every rendered spec and choice (the store they came from was replaced)."""
+        with self._lock:
+            self._entries.clear()
+            self._choices.clear()
+
     def select(
         self,
         channel: Channel,

@@ -7,6 +7,15 @@ store is unreachable the snapshot keeps answering whatever it can, except licens
 revocation list is trusted for `revocation_max_staleness` seconds after the last successful read,
 then `is_revoked` fails closed, so a revocation takes effect within that bound even on a worker
 cut off from the store.
+
+The store can also lose data or be replaced (deployd/store/__init__.py explains the epoch and the
+sequence floors). `refresh` reads the epoch with the generation; when the epoch changed, or the
+generation, a channel's sequence or the revocation log went backwards, the store is not the one
+this process derived its state from: it records the highest sequence it saw of each channel as a
+floor in the store (so the next publish goes above whatever it served), drops its compiled
+channels, sequences and revocations, tells the reset listeners (the spec and license caches),
+and reloads everything. A store without an epoch is served from by nobody: `channel` and
+`is_revoked` raise StoreUninitializedError (503 ``store_uninitialized``) until it is initialised.
 """
 
 from __future__ import annotations
@@ -18,8 +27,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 from deployd.channels import Channel, channel_from_document
-from deployd.errors import StoreUnavailableError
-from deployd.store import Store
+from deployd.errors import StoreUnavailableError, StoreUninitializedError
+from deployd.store import Store, StoreMarker
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +58,18 @@ class ServerState:
         self._compiled: OrderedDict[str, tuple[int, Channel]] = OrderedDict()
         self._revoked: set[str] = set()
         self._revocation_offset = 0
+        self._last_revoked: str | None = None  # the id at `_revocation_offset - 1`
+        self._epoch: str | None = None
+        # Not derived from the store, so kept through resets: the highest sequence of each
+        # channel this process saw, a floor for the store's next publish if it goes back.
+        self._high_water: dict[str, int] = {}
+        self._reset_listeners: list[Callable[[], None]] = []
+        self.uninitialized = False  # the store answered, without an epoch
         self.store_error: str | None = None
+
+    def add_reset_listener(self, listener: Callable[[], None]) -> None:
+        """Call `listener` whenever this state drops what it derived from a replaced store."""
+        self._reset_listeners.append(listener)
 
     @property
     def store_reachable(self) -> bool:
@@ -64,14 +84,7 @@ class ServerState:
                 return
             self._checked_at = self.clock()
             try:
-                generation = self.store.generation()
-                if generation != self._generation:
-                    sequences = self.store.sequences()
-                    new, offset = self.store.revocations_since(self._revocation_offset)
-                    self._sequences = sequences
-                    self._revoked.update(new)
-                    self._revocation_offset = offset
-                    self._generation = generation
+                self._sync()
             except StoreUnavailableError as e:
                 if self.store_error is None:
                     logger.warning("store unreachable, serving cached state: %s", e.message)
@@ -82,6 +95,108 @@ class ServerState:
                 logger.info("store reachable again")
                 self.store_error = None
 
+    def _sync(self) -> None:
+        """Read what changed in the store; start over when it is not the store it was."""
+        marker = self.store.marker()
+        if marker.epoch is None:
+            self._forget_uninitialized()
+            return
+        why = self._went_back(marker)
+        if why is not None:
+            self._reset(why)
+        if marker.generation == self._generation:
+            return
+        sequences = self.store.sequences()
+        known = dict(self._sequences)
+        for name, (compiled_sequence, _) in list(self._compiled.items()):
+            known[name] = max(known.get(name, 0), compiled_sequence)
+        behind = sorted(n for n, s in known.items() if sequences.get(n, 0) < s)
+        if behind:
+            self._reset(f"channel {', '.join(behind)} went back to an older sequence")
+        new = self._new_revocations()
+        if new is None:
+            self._reset("the revocation list shrank or was rewritten")
+            new = self._new_revocations() or []
+        self._sequences = sequences
+        self._note_sequences(sequences)
+        self._revoked.update(new)
+        self._generation = marker.generation
+        self._epoch = marker.epoch
+        if self.uninitialized:
+            logger.info("the store is initialised (epoch %s): serving from it", marker.epoch)
+            self.uninitialized = False
+
+    def _new_revocations(self) -> list[str] | None:
+        """The ids revoked since the last read, or None when the log is not the one read before.
+
+        Reads from the last id already known, which must still be where it was: a log that went
+        back and grew again past its old length is noticed too.
+        """
+        offset, last = self._revocation_offset, self._last_revoked
+        new, length = self.store.revocations_since(max(offset - 1, 0))
+        if offset:
+            if length < offset or not new or new[0] != last:
+                return None
+            new = new[1:]
+        self._revocation_offset = length
+        if new:
+            self._last_revoked = new[-1]
+        return new
+
+    def _went_back(self, marker: StoreMarker) -> str | None:
+        """Why the store `marker` describes is not the one last read, or None."""
+        if self._epoch is not None and marker.epoch != self._epoch:
+            return f"its epoch changed from {self._epoch} to {marker.epoch}"
+        if self._generation is not None and marker.generation < self._generation:
+            return f"its generation went back from {self._generation} to {marker.generation}"
+        return None
+
+    def _forget_uninitialized(self) -> None:
+        if not self.uninitialized:
+            logger.error(
+                "the store is not initialised (Redis lost its data or is new): serving nothing"
+                " until someone runs `deployd store restore FILE` or `deployd store init`"
+            )
+        if self._epoch is not None or self._generation is not None:
+            self._reset("it lost its epoch (emptied or never initialised)")
+        self.uninitialized = True
+
+    def _reset(self, why: str) -> None:
+        """Drop everything derived from the store, after recording the sequences served."""
+        if self._high_water:
+            self.store.raise_floors(self._high_water)
+        logger.warning(
+            "the store is not the one this worker read before (%s): dropping %d compiled"
+            " channels and %d revocations and reloading; recorded the sequences it saw of %d"
+            " channels as floors for the next publishes",
+            why,
+            len(self._compiled),
+            len(self._revoked),
+            len(self._high_water),
+        )
+        self._compiled.clear()
+        self._read_at = None  # license checks fail closed until the revocations are read again
+        self._sequences = {}
+        self._revoked = set()
+        self._revocation_offset = 0
+        self._last_revoked = None
+        self._generation = None
+        self._epoch = None
+        for listener in self._reset_listeners:
+            listener()
+
+    def _note_sequences(self, sequences: dict[str, int]) -> None:
+        for name, sequence in sequences.items():
+            if sequence > self._high_water.get(name, 0):
+                self._high_water[name] = sequence
+
+    def _check_initialized(self) -> None:
+        if self.uninitialized:
+            raise StoreUninitializedError(
+                "the store is not initialised (new, or it lost its data): nothing is served until"
+                " an operator runs `deployd store restore FILE` or `deployd store init`"
+            )
+
     def channel_names(self) -> list[str]:
         self.refresh()
         return sorted(self._sequences)
@@ -89,9 +204,11 @@ class ServerState:
     def channel(self, name: str) -> tuple[int, Channel] | None:
         """The current (sequence, compiled channel), or None when no such channel exists.
 
-        Raises StoreUnavailableError only when the channel was never loaded and the store is down.
+        Raises StoreUnavailableError only when the channel was never loaded and the store is
+        down, StoreUninitializedError while the store is not initialised.
         """
         self.refresh()
+        self._check_initialized()
         sequence = self._sequences.get(name)
         compiled = self._compiled.get(name)
         if sequence is None:
@@ -114,6 +231,7 @@ class ServerState:
             if record is None:
                 return None
             compiled = (record.sequence, channel_from_document(record.document, filename=name))
+            self._note_sequences({name: record.sequence})
             self._compiled[name] = compiled
             self._compiled.move_to_end(name)
             while len(self._compiled) > self.max_channels:
@@ -124,9 +242,11 @@ class ServerState:
         """Whether `jti` is on the revocation list as last read from the store.
 
         Fails closed: raises StoreUnavailableError when the store is unreachable and the list was
-        never read or was last read more than `revocation_max_staleness` seconds ago.
+        never read or was last read more than `revocation_max_staleness` seconds ago, and
+        StoreUninitializedError while the store is not initialised.
         """
         self.refresh()
+        self._check_initialized()
         read_at = self._read_at
         stale = read_at is None or self.clock() - read_at > self.revocation_max_staleness
         if self.store_error is not None and stale:

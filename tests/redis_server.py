@@ -74,6 +74,13 @@ class RedisServer:
             self.process.wait(timeout=10)
             self.process = None
 
+    def kill(self) -> None:
+        """Kill -9, as a crash or an OOM kill does: Redis saves nothing on the way out."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+            self.process = None
+
     def client(self) -> redis.Redis:
         return redis.Redis.from_url(self.url)
 
@@ -100,10 +107,18 @@ def redis_server():
             server.stop()
 
 
+def initialize(client: redis.Redis, *, prefix: str = "deployd:") -> None:
+    """Initialise deployd's store on `client` (`deployd store init`), as production runs it."""
+    from deployd.store.redis import RedisStore
+
+    RedisStore(client, prefix=prefix).initialize()
+
+
 @pytest.fixture
 def real_redis(redis_server):
-    """A flushed client of the session's real redis-server."""
+    """A flushed client of the session's real redis-server, with deployd's store initialised."""
     client = redis_server.client()
     client.flushall()
+    initialize(client)
     yield client
     client.close()

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import fakeredis
 import pytest
 
 from deployd.channels import parse_channel_text
-from deployd.errors import StoreUnavailableError
+from deployd.errors import StoreUnavailableError, StoreUninitializedError
 from deployd.publishing import publish_channel
 from deployd.state import ServerState
 from deployd.store.memory import MemoryStore
+from deployd.store.redis import RedisStore
 from tests.factories import CHANNEL_YAML
 
 
@@ -27,7 +29,7 @@ class FlakyStore(MemoryStore):
 
     def __getattribute__(self, name):
         attribute = super().__getattribute__(name)
-        if name in {"generation", "sequences", "get_channel", "revocations_since"}:
+        if name in {"marker", "generation", "sequences", "get_channel", "revocations_since"}:
             if super().__getattribute__("down"):
                 raise StoreUnavailableError("store is down")
             if name == "get_channel":
@@ -94,3 +96,129 @@ def test_cached_channels_are_served_while_the_store_is_down(store, clock):
 
 def test_unknown_channels_are_none(store, clock):
     assert ServerState(store, clock=clock).channel("nope") is None
+
+
+# --- a store that lost its data or went back in time (deployd/store/__init__.py)
+
+
+class Redis:
+    """A Redis (fakeredis) that can restart empty or from a snapshot taken earlier (RDB)."""
+
+    def __init__(self) -> None:
+        self.client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
+        self.store = RedisStore(self.client)
+        self.store.initialize()
+        self._saved: dict[bytes, bytes] = {}
+
+    def save(self) -> None:
+        self._saved = {key: self.client.dump(key) for key in self.client.keys("*")}
+
+    def restart_empty(self) -> None:
+        self.client.flushall()
+
+    def restart_from_snapshot(self) -> None:
+        self.client.flushall()
+        for key, value in self._saved.items():
+            self.client.restore(key, 0, value)
+
+
+def version(state: ServerState, name: str = "a") -> tuple[int, str]:
+    sequence, channel = state.channel(name)
+    return sequence, channel.newest.version
+
+
+def release(n: int) -> str:
+    return f"  - version: 1.{n}.0\n    chart: {{version: 0.{n}.0}}\n"
+
+
+def test_a_store_that_restarted_empty_is_not_served_until_initialised_then_revocations_count():
+    redis = Redis()
+    publish(redis.store, "a")
+    redis.store.revoke("old")
+    state = ServerState(redis.store, refresh_interval=0)
+    resets = []
+    state.add_reset_listener(lambda: resets.append(True))
+    assert version(state) == (1, "1.2.0") and state.is_revoked("old")
+
+    redis.restart_empty()
+    with pytest.raises(StoreUninitializedError):
+        state.channel("a")
+    with pytest.raises(StoreUninitializedError):
+        state.is_revoked("old")
+    assert resets == [True]
+    assert redis.store.floors() == {"a": 1}, "the worker recorded what it had served"
+
+    redis.store.initialize()
+    publish(redis.store, "a", release(3))
+    redis.store.revoke("new")  # first in the new log, where the old offset (1) would skip it
+    assert version(state) == (2, "1.3.0")
+    assert state.is_revoked("new") and not state.is_revoked("old")
+
+
+def test_a_store_back_from_an_older_snapshot_is_served_as_it_is_and_publishes_go_above():
+    redis = Redis()
+    publish(redis.store, "a")
+    redis.save()
+    publish(redis.store, "a", release(3))
+    publish(redis.store, "a", release(4))
+    redis.store.revoke("after-the-snapshot")
+    old_worker = ServerState(redis.store, refresh_interval=0)
+    assert version(old_worker) == (3, "1.4.0")
+
+    redis.restart_from_snapshot()
+    assert version(old_worker) == (1, "1.2.0"), "kept serving what the store no longer has"
+    assert not old_worker.is_revoked("after-the-snapshot")
+    new_worker = ServerState(redis.store, refresh_interval=0)
+    assert version(new_worker) == (1, "1.2.0")
+
+    publish(redis.store, "a", release(5))
+    assert version(old_worker) == version(new_worker) == (4, "1.5.0")
+
+
+def test_a_revocation_log_that_shrank_is_read_again_from_the_start():
+    redis = Redis()
+    for jti in ("one", "two"):
+        redis.store.revoke(jti)
+    redis.save()
+    redis.store.revoke("three")
+    state = ServerState(redis.store, refresh_interval=0)
+    assert state.is_revoked("three")
+    redis.restart_from_snapshot()
+    redis.client.incrby("deployd:generation", 5)  # the generation alone would not tell
+    redis.store.revoke("four")
+    assert [state.is_revoked(j) for j in ("one", "two", "three", "four")] == [
+        True,
+        True,
+        False,
+        True,
+    ]
+
+
+def test_a_replaced_store_is_reloaded_whole():
+    redis = Redis()
+    publish(redis.store, "a")
+    saved = redis.store.export()
+    publish(redis.store, "a", release(3))
+    state = ServerState(redis.store, refresh_interval=0)
+    assert version(state) == (2, "1.3.0")
+    redis.store.restore(saved, force=True)
+    assert version(state) == (1, "1.2.0")
+    publish(redis.store, "a", release(4))
+    assert version(state) == (3, "1.4.0")
+
+
+def test_a_channel_compiled_past_the_last_refresh_is_checked_too(clock):
+    redis = Redis()
+    publish(redis.store, "a")
+    redis.save()
+    state = ServerState(redis.store, refresh_interval=0.5, clock=clock)
+    state.refresh(force=True)
+    publish(redis.store, "a", release(3))
+    assert version(state) == (2, "1.3.0"), "compiled from the store before the next refresh"
+    redis.restart_from_snapshot()
+    redis.store.revoke("someone")  # the generation moves on, past the worker's
+    clock.now += 1
+    assert version(state) == (1, "1.2.0")
+    publish(redis.store, "a", release(4))
+    clock.now += 1
+    assert version(state) == (3, "1.4.0"), "sequence 2 named 1.3.0 already"

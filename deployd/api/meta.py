@@ -6,7 +6,7 @@ from pathlib import Path
 
 from flask import Blueprint, Flask, Response, jsonify
 
-from deployd.errors import NotFoundError, StoreUnavailableError
+from deployd.errors import NotFoundError, StoreUnavailableError, StoreUninitializedError
 from deployd.services import services
 
 bp = Blueprint("meta", __name__)
@@ -27,6 +27,11 @@ def readyz() -> Response:
     except StoreUnavailableError as e:
         raise StoreUnavailableError(f"not ready: {e.message}") from e
     deployd.state.refresh(force=True)
+    if deployd.state.uninitialized:
+        raise StoreUninitializedError(
+            "not ready: the store is not initialised (Redis lost its data or is new); run"
+            " `deployd store restore FILE` or `deployd store init`"
+        )
     return jsonify({"status": "ready", "channels": len(deployd.state.channel_names())})
 
 

@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "deployd.cli.publish",
     "deployd.cli.history",
     "deployd.cli.publisher",
+    "deployd.cli.store",
 ]
 
 

@@ -3,17 +3,45 @@
 Both stores keep the same promises (tests/store runs one suite against each): a publish is one
 atomic step, history only grows, and a reader sees a complete old or complete new channel. Both
 keep records as JSON, so what one accepts and gives back the other does too.
+
+A store can lose what it had: Redis restarted without persistence comes back empty, one restarted
+from an RDB snapshot comes back older. The design that keeps workers from serving a store that is
+gone, and sequence numbers from ever naming two documents:
+
+- **Identity.** A store is *initialised* once (`initialize`, run by ``deployd store init`` or a
+  restore; the embedded store does it when created): that writes a random *epoch*. A store
+  without an epoch (Redis restarted empty, a new database) is never served from and takes no
+  publish or revocation: it answers StoreUninitializedError (503 ``store_uninitialized``) until
+  someone initialises it or restores a backup. A restore writes a new epoch too.
+- **Going back is noticed.** Workers (deployd.state.ServerState) read the epoch with the
+  generation (`marker`, one round trip); an epoch that changed, a generation, a channel's sequence
+  or the revocation log that went backwards means the store was replaced or went back in time:
+  the worker drops everything it derived from the old store and reloads.
+- **Sequences only go up.** The store keeps *high-water marks* (`floors`): per channel, a sequence
+  at least as high as any that was ever served; the key `*` is a floor for every channel. A
+  publish takes max(current, floor) + 1. Workers remember the highest sequence they saw of each
+  channel and, when they notice the store went back or was replaced, record it with
+  `raise_floors`; a backup carries the marks (and the current sequences count as marks when it
+  is restored); ``deployd store init --sequence-floor N`` starts every channel above N. So after a
+  loss the next publish gets a sequence above every one a running worker served, and a sequence
+  never names two documents as long as one worker that served it, a backup or the operator
+  remembers it (see docs/security.md, *Redis loses data or goes back in time*).
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
 from deployd.config import Settings
+from deployd.errors import StoreUninitializedError
 from deployd.timestamps import utc_now
+
+# The floors key that applies to every channel (channel names cannot contain "*").
+ALL_CHANNELS = "*"
 
 
 @dataclass(frozen=True)
@@ -84,12 +112,79 @@ class PublisherRecord:
         )
 
 
+@dataclass(frozen=True)
+class StoreMarker:
+    """What a worker reads on every refresh: the store's identity and its change counter."""
+
+    epoch: str | None  # None: the store was never initialised (or lost everything)
+    generation: int
+
+
+@dataclass(frozen=True)
+class Persistence:
+    """How the store keeps its data across a restart, as far as it can tell."""
+
+    checked: bool  # False: the server refused to say (managed Redis without CONFIG)
+    persisted: bool  # something survives a restart (AOF or RDB snapshots)
+    description: str  # e.g. "appendonly=yes appendfsync=everysec; save='3600 1'"
+
+
+@dataclass(frozen=True)
+class StoreContents:
+    """Everything a backup holds; what `export` gives and `restore` takes."""
+
+    epoch: str | None
+    generation: int
+    channels: dict[str, list[ChannelRecord]]  # name -> history, oldest first
+    revocations: list[tuple[str, str]]  # (jti, JSON {revokedAt, reason, by}), in revocation order
+    publishers: list[PublisherRecord]
+    floors: dict[str, int]
+
+    def high_water_marks(self) -> dict[str, int]:
+        """The floors, raised to every channel's current sequence."""
+        marks = dict(self.floors)
+        for name, history in self.channels.items():
+            if history:
+                marks[name] = max(marks.get(name, 0), history[-1].sequence)
+        return marks
+
+
 class Store(Protocol):
     def ping(self) -> None:
         """Raise StoreUnavailableError unless the store answers."""
 
     def sequences(self) -> dict[str, int]:
         """Every channel's current sequence."""
+
+    def marker(self) -> StoreMarker:
+        """The epoch and the generation, read together."""
+
+    def initialize(self, *, floors: Mapping[str, int] | None = None) -> str:
+        """Give a store that has no epoch a new one (and raise its `floors`); return the epoch.
+
+        Raises ConflictError when the store is initialised already.
+        """
+
+    def floors(self) -> dict[str, int]:
+        """The high-water marks: channel (or ALL_CHANNELS) -> a sequence publishes stay above."""
+
+    def raise_floors(self, marks: Mapping[str, int]) -> None:
+        """Make each floor at least the mark given (never lowers one). Works uninitialised too,
+        so workers can record what they served before someone runs ``deployd store init``."""
+
+    def export(self) -> StoreContents:
+        """Everything but rate-limit counters, for a backup."""
+
+    def restore(self, contents: StoreContents, *, force: bool = False) -> str:
+        """Replace the store's contents with `contents` under a new epoch; return the epoch.
+
+        Floors become the highest of the store's floors and sequences before, and the backup's.
+        Raises ConflictError when the store holds channels, revocations or publishers, unless
+        `force`.
+        """
+
+    def persistence(self) -> Persistence:
+        """Whether the store survives a restart."""
 
     def get_channel(self, name: str) -> ChannelRecord | None:
         """The channel's current record (complete, never half-written), or None."""
@@ -107,7 +202,8 @@ class Store(Protocol):
     ) -> ChannelRecord:
         """Make `document` the channel's current version in one atomic step.
 
-        The sequence goes up by one, history gains the record and the generation moves.
+        The sequence becomes max(current, floor) + 1, history gains the record and the
+        generation moves. Raises StoreUninitializedError on a store without an epoch.
         With `expected_sequence` (0 for a new channel), raise PreconditionFailedError when the
         channel is no longer at that sequence; without it, concurrent publishes all land, each
         with its own sequence.
@@ -120,14 +216,18 @@ class Store(Protocol):
         """The record published as `sequence`, or None."""
 
     def revoke(self, jti: str, *, reason: str = "", by: str = "") -> bool:
-        """Record a revocation; False when the license was already revoked."""
+        """Record a revocation; False when the license was already revoked.
+
+        Raises StoreUninitializedError on a store without an epoch."""
 
     def is_revoked(self, jti: str) -> bool: ...
 
     def revocations_since(self, offset: int) -> tuple[list[str], int]:
         """License ids revoked after position `offset` of the revocation log, and the new offset.
 
-        Start at 0 and pass back the offset returned to read only what is new.
+        Start at 0 and pass back the offset returned to read only what is new. The new offset is
+        the length of the log, so it is smaller than `offset` only when the log shrank (the
+        store went back in time).
         """
 
     def generation(self) -> int:
@@ -170,6 +270,23 @@ def open_store(settings: Settings) -> Store:
     from deployd.store.memory import MemoryStore
 
     return MemoryStore()
+
+
+def new_epoch() -> str:
+    """A fresh store identity: when it was made and 64 random bits."""
+    return f"{utc_now()}/{secrets.token_hex(8)}"
+
+
+def next_sequence(current: int, floors: Mapping[str, int], name: str) -> int:
+    """The sequence a publish of `name` gets: above the current one and above its floors."""
+    return max(current, floors.get(name, 0), floors.get(ALL_CHANNELS, 0)) + 1
+
+
+def uninitialized(what: str) -> StoreUninitializedError:
+    return StoreUninitializedError(
+        f"{what}: the store is not initialised (new, or it lost its data); run"
+        " `deployd store init` for a new empty store or `deployd store restore FILE` from a backup"
+    )
 
 
 def check_offset(offset: int) -> None:

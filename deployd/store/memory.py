@@ -1,7 +1,9 @@
 """The embedded store: one process's memory (the development default; nothing is shared).
 
 Records are kept as JSON text, as Redis keeps them: a caller that changes a returned document
-changes only its own copy, and a document Redis would refuse is refused here too.
+changes only its own copy, and a document Redis would refuse is refused here too. It is
+initialised when created (it cannot outlive its process, so it cannot come back older), unless
+made with ``initialize=False`` to stand for a Redis that lost everything.
 """
 
 from __future__ import annotations
@@ -17,9 +19,15 @@ from deployd.store import (
     ADMIN_ACTIONS,
     EVERY_CHANNEL,
     ChannelRecord,
+    Persistence,
     PublisherRecord,
+    StoreContents,
+    StoreMarker,
     check_offset,
+    new_epoch,
+    next_sequence,
     revocation_entry,
+    uninitialized,
 )
 from deployd.timestamps import utc_now
 
@@ -27,9 +35,12 @@ from deployd.timestamps import utc_now
 class MemoryStore:
     """Thread-safe; every method holds one lock, so each is atomic."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, initialize: bool = True) -> None:
         self._lock = threading.Lock()
-        self._history: dict[str, list[str]] = {}  # name -> JSON records, index = sequence - 1
+        self._epoch: str | None = new_epoch() if initialize else None
+        self._floors: dict[str, int] = {}
+        # name -> {sequence: JSON record}, in publish order (sequences only go up)
+        self._history: dict[str, dict[int, str]] = {}
         self._revoked: dict[str, str] = {}  # jti -> JSON {revokedAt, reason, by}
         self._revocation_log: list[str] = []
         self._generation = 0
@@ -39,15 +50,80 @@ class MemoryStore:
     def ping(self) -> None:
         return None
 
+    def _current(self, name: str) -> int:
+        records = self._history.get(name)
+        return next(reversed(records)) if records else 0
+
     def sequences(self) -> dict[str, int]:
         with self._lock:
-            return {name: len(records) for name, records in self._history.items()}
+            return {name: self._current(name) for name in self._history}
 
     def get_channel(self, name: str) -> ChannelRecord | None:
         with self._lock:
-            records = self._history.get(name)
-            raw = records[-1] if records else None
+            raw = self._history.get(name, {}).get(self._current(name))
         return ChannelRecord.from_json(raw) if raw else None
+
+    def marker(self) -> StoreMarker:
+        with self._lock:
+            return StoreMarker(self._epoch, self._generation)
+
+    def initialize(self, *, floors: Mapping[str, int] | None = None) -> str:
+        with self._lock:
+            if self._epoch is not None:
+                raise ConflictError(f"the store is initialised already (epoch {self._epoch})")
+            self._raise_floors(floors or {})
+            self._epoch = new_epoch()
+            return self._epoch
+
+    def floors(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._floors)
+
+    def raise_floors(self, marks: Mapping[str, int]) -> None:
+        with self._lock:
+            self._raise_floors(marks)
+
+    def _raise_floors(self, marks: Mapping[str, int]) -> None:
+        for name, mark in marks.items():
+            self._floors[name] = max(self._floors.get(name, 0), int(mark))
+
+    def export(self) -> StoreContents:
+        with self._lock:
+            return StoreContents(
+                epoch=self._epoch,
+                generation=self._generation,
+                channels={
+                    name: [ChannelRecord.from_json(raw) for raw in records.values()]
+                    for name, records in self._history.items()
+                },
+                revocations=[(jti, self._revoked[jti]) for jti in self._revocation_log],
+                publishers=[self._publishers[name] for name in sorted(self._publishers)],
+                floors=dict(self._floors),
+            )
+
+    def restore(self, contents: StoreContents, *, force: bool = False) -> str:
+        with self._lock:
+            if not force and (self._history or self._revoked or self._publishers):
+                raise ConflictError("the store is not empty; restore over it only with --force")
+            before = {name: self._current(name) for name in self._history}
+            self._raise_floors(before)
+            self._raise_floors(contents.floors)
+            self._history = {
+                name: {r.sequence: r.to_json() for r in history}
+                for name, history in contents.channels.items()
+                if history
+            }
+            self._revoked = dict(contents.revocations)
+            self._revocation_log = [jti for jti, _entry in contents.revocations]
+            self._publishers = {p.name: p for p in contents.publishers}
+            self._generation = max(self._generation, contents.generation) + 1
+            self._epoch = new_epoch()
+            return self._epoch
+
+    def persistence(self) -> Persistence:
+        return Persistence(
+            checked=True, persisted=False, description="memory of this process (embedded store)"
+        )
 
     def publish(
         self,
@@ -61,14 +137,17 @@ class MemoryStore:
         expected_sequence: int | None = None,
     ) -> ChannelRecord:
         with self._lock:
-            current = len(self._history.get(name, ()))
+            if self._epoch is None:
+                raise uninitialized(f"cannot publish {name!r}")
+            current = self._current(name)
             if expected_sequence is not None and expected_sequence != current:
                 raise PreconditionFailedError(
                     f"channel {name!r} is at sequence {current}, not {expected_sequence}"
                 )
+            sequence = next_sequence(current, self._floors, name)
             payload = ChannelRecord(
                 name=name,
-                sequence=current + 1,
+                sequence=sequence,
                 document=document,
                 source=source,
                 digest=digest,
@@ -76,24 +155,25 @@ class MemoryStore:
                 publisher=publisher,
                 summary=summary,
             ).to_json()
-            self._history.setdefault(name, []).append(payload)
+            self._history.setdefault(name, {})[sequence] = payload
             self._generation += 1
         return ChannelRecord.from_json(payload)
 
     def history(self, name: str) -> list[ChannelRecord]:
         with self._lock:
-            records = list(self._history.get(name, ()))
+            records = list(self._history.get(name, {}).values())
         return [ChannelRecord.from_json(raw) for raw in records]
 
     def history_entry(self, name: str, sequence: int) -> ChannelRecord | None:
         with self._lock:
-            records = self._history.get(name, [])
-            raw = records[sequence - 1] if 1 <= sequence <= len(records) else None
+            raw = self._history.get(name, {}).get(sequence)
         return ChannelRecord.from_json(raw) if raw else None
 
     def revoke(self, jti: str, *, reason: str = "", by: str = "") -> bool:
         entry = revocation_entry(reason, by)
         with self._lock:
+            if self._epoch is None:
+                raise uninitialized("cannot record the revocation")
             if jti in self._revoked:
                 return False
             self._revoked[jti] = entry
@@ -108,7 +188,7 @@ class MemoryStore:
     def revocations_since(self, offset: int) -> tuple[list[str], int]:
         check_offset(offset)
         with self._lock:
-            return self._revocation_log[offset:], max(offset, len(self._revocation_log))
+            return self._revocation_log[offset:], len(self._revocation_log)
 
     def generation(self) -> int:
         with self._lock:

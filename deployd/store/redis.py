@@ -10,10 +10,13 @@ Keys (all under `prefix`, default ``deployd:``):
   ratelimit:<window>      hash  key -> count in that minute (expires after two minutes)
   publishers              hash  publisher name -> JSON PublisherRecord (revoked ones kept)
   publisher-tokens        hash  token SHA-256 -> name, active publishers only
+  epoch                   string the store's identity, written by `initialize` or `restore`
+  floors                  hash  channel (or "*" for all) -> sequence publishes stay above
 and the pub/sub channel `changes`, told of every publish and revocation.
 
-A publish is one MULTI/EXEC transaction guarded by WATCH on the channel's current record, so
-readers see a complete old or complete new record and concurrent publishers never lose an update.
+A publish is one MULTI/EXEC transaction guarded by WATCH on the channel's current record (and on
+the epoch and floors), so readers see a complete old or complete new record and concurrent
+publishers never lose an update. Why the epoch and floors exist: deployd/store/__init__.py.
 Every redis-py error becomes StoreUnavailableError; messages name the server (host, port and
 database), never the URL, which may carry a password.
 """
@@ -39,9 +42,15 @@ from deployd.store import (
     ADMIN_ACTIONS,
     EVERY_CHANNEL,
     ChannelRecord,
+    Persistence,
     PublisherRecord,
+    StoreContents,
+    StoreMarker,
     check_offset,
+    new_epoch,
+    next_sequence,
     revocation_entry,
+    uninitialized,
 )
 from deployd.timestamps import utc_now
 
@@ -54,6 +63,8 @@ GENERATION = "generation"
 RATELIMIT = "ratelimit:"
 PUBLISHERS = "publishers"
 PUBLISHER_TOKENS = "publisher-tokens"
+EPOCH = "epoch"
+FLOORS = "floors"
 # Workers may listen here to learn of a change at once; they also poll `generation`.
 CHANGES_TOPIC = "changes"
 
@@ -126,6 +137,146 @@ class RedisStore:
         raw = self._call("read channel", lambda: self.client.get(self._key(CHANNEL, name)))
         return ChannelRecord.from_json(raw) if raw else None
 
+    def marker(self) -> StoreMarker:
+        epoch, generation = self._call(
+            "read epoch", lambda: self.client.mget(self._key(EPOCH), self._key(GENERATION))
+        )
+        return StoreMarker(epoch.decode() if epoch else None, int(generation or 0))
+
+    def initialize(self, *, floors: Mapping[str, int] | None = None) -> str:
+        epoch_key, floors_key = self._key(EPOCH), self._key(FLOORS)
+        epoch = new_epoch()
+
+        def transaction(pipe: redis.client.Pipeline) -> str:
+            existing = pipe.get(epoch_key)
+            if existing:
+                raise ConflictError(f"the store is initialised already (epoch {existing.decode()})")
+            raised = _raised(_read_floors(pipe, floors_key), floors or {})
+            pipe.multi()
+            if raised:
+                pipe.hset(floors_key, mapping=raised)
+            pipe.set(epoch_key, epoch)
+            pipe.publish(self._key(CHANGES_TOPIC), "epoch")
+            return epoch
+
+        return self._call(
+            "initialise",
+            lambda: self.client.transaction(
+                transaction, epoch_key, floors_key, value_from_callable=True
+            ),
+        )
+
+    def floors(self) -> dict[str, int]:
+        return self._call("read floors", lambda: _read_floors(self.client, self._key(FLOORS)))
+
+    def raise_floors(self, marks: Mapping[str, int]) -> None:
+        floors_key = self._key(FLOORS)
+
+        def transaction(pipe: redis.client.Pipeline) -> None:
+            raised = _raised(_read_floors(pipe, floors_key), marks)
+            pipe.multi()
+            if raised:
+                pipe.hset(floors_key, mapping=raised)
+
+        self._call(
+            "record sequence floors", lambda: self.client.transaction(transaction, floors_key)
+        )
+
+    def export(self) -> StoreContents:
+        watched = [self._key(k) for k in (EPOCH, GENERATION, PUBLISHERS, FLOORS)]
+
+        def transaction(pipe: redis.client.Pipeline) -> StoreContents:
+            # Every publish and revocation moves `generation`: a change while reading makes
+            # redis-py read again, so the backup is one consistent moment.
+            epoch = pipe.get(self._key(EPOCH))
+            names = sorted(n.decode() for n in pipe.hkeys(self._key(CHANNELS)))
+            channels = {name: _records(pipe.hvals(self._key(HISTORY, name))) for name in names}
+            jtis = [j.decode() for j in pipe.lrange(self._key(REVOCATIONS), 0, -1)]
+            entries = pipe.hgetall(self._key(REVOKED))
+            publishers = [PublisherRecord.from_json(v) for v in pipe.hvals(self._key(PUBLISHERS))]
+            contents = StoreContents(
+                epoch=epoch.decode() if epoch else None,
+                generation=int(pipe.get(self._key(GENERATION)) or 0),
+                channels=channels,
+                revocations=[(jti, entries[jti.encode()].decode()) for jti in jtis],
+                publishers=sorted(publishers, key=lambda p: p.name),
+                floors=_read_floors(pipe, self._key(FLOORS)),
+            )
+            pipe.multi()
+            return contents
+
+        return self._call(
+            "export",
+            lambda: self.client.transaction(transaction, *watched, value_from_callable=True),
+        )
+
+    def restore(self, contents: StoreContents, *, force: bool = False) -> str:
+        owned = [
+            self._key(k) for k in (CHANNELS, REVOKED, REVOCATIONS, PUBLISHERS, PUBLISHER_TOKENS)
+        ]
+        watched = [*owned, self._key(EPOCH), self._key(FLOORS), self._key(GENERATION)]
+        epoch = new_epoch()
+
+        def transaction(pipe: redis.client.Pipeline) -> str:
+            before = {n.decode(): int(s) for n, s in pipe.hgetall(self._key(CHANNELS)).items()}
+            if not force and (before or any(pipe.exists(k) for k in owned)):
+                raise ConflictError("the store is not empty; restore over it only with --force")
+            floors = _merged(_read_floors(pipe, self._key(FLOORS)), before, contents.floors)
+            generation = max(int(pipe.get(self._key(GENERATION)) or 0), contents.generation) + 1
+            pipe.multi()
+            for name in before:
+                pipe.delete(self._key(CHANNEL, name), self._key(HISTORY, name))
+            pipe.delete(*owned)
+            self._write_contents(pipe, contents)
+            if floors:
+                pipe.hset(self._key(FLOORS), mapping=floors)
+            pipe.set(self._key(GENERATION), generation)
+            pipe.set(self._key(EPOCH), epoch)
+            pipe.publish(self._key(CHANGES_TOPIC), "epoch")
+            return epoch
+
+        return self._call(
+            "restore",
+            lambda: self.client.transaction(transaction, *watched, value_from_callable=True),
+        )
+
+    def _write_contents(self, pipe: redis.client.Pipeline, contents: StoreContents) -> None:
+        for name, history in contents.channels.items():
+            if not history:
+                continue
+            payloads = {str(r.sequence): r.to_json() for r in history}
+            pipe.hset(self._key(HISTORY, name), mapping=payloads)
+            pipe.set(self._key(CHANNEL, name), history[-1].to_json())
+            pipe.hset(self._key(CHANNELS), name, history[-1].sequence)
+        if contents.revocations:
+            pipe.hset(self._key(REVOKED), mapping=dict(contents.revocations))
+            pipe.rpush(self._key(REVOCATIONS), *(jti for jti, _entry in contents.revocations))
+        for publisher in contents.publishers:
+            pipe.hset(self._key(PUBLISHERS), publisher.name, publisher.to_json())
+            if publisher.active:
+                pipe.hset(self._key(PUBLISHER_TOKENS), publisher.token_hash, publisher.name)
+
+    def persistence(self) -> Persistence:
+        try:
+            config = {
+                _text(k): _text(v)
+                for name in ("appendonly", "appendfsync", "save")
+                for k, v in self.client.config_get(name).items()
+            }
+        except redis.ResponseError as e:
+            # Managed Redis often disables CONFIG: say so rather than guess.
+            return Persistence(False, False, f"could not be checked (CONFIG GET refused: {e})")
+        except redis.RedisError as e:
+            message = f"read persistence: Redis at {self.server} failed: {e}"
+            raise StoreUnavailableError(message) from e
+        aof = config.get("appendonly") == "yes"
+        save = config.get("save", "")
+        described = f"appendonly={config.get('appendonly')}"
+        if aof:
+            described += f" appendfsync={config.get('appendfsync')}"
+        described += f"; save={save!r}"
+        return Persistence(True, aof or bool(save.strip()), described)
+
     def publish(
         self,
         name: str,
@@ -140,9 +291,14 @@ class RedisStore:
         channels, current_key = self._key(CHANNELS), self._key(CHANNEL, name)
         history_key = self._key(HISTORY, name)
 
+        epoch_key, floors_key = self._key(EPOCH), self._key(FLOORS)
+
         def transaction(pipe: redis.client.Pipeline) -> ChannelRecord:
             # Every publish of this channel rewrites `current_key` in the same EXEC as the
-            # sequence, so watching that one key is enough and other channels never interfere.
+            # sequence, so watching that key (and the rarely written epoch and floors) is enough
+            # and other channels never interfere.
+            if not pipe.exists(epoch_key):
+                raise uninitialized(f"cannot publish {name!r}")
             current = int(pipe.hget(channels, name) or 0)
             if expected_sequence is not None and expected_sequence != current:
                 raise PreconditionFailedError(
@@ -150,7 +306,7 @@ class RedisStore:
                 )
             record = ChannelRecord(
                 name=name,
-                sequence=current + 1,
+                sequence=next_sequence(current, _read_floors(pipe, floors_key), name),
                 document=document,
                 source=source,
                 digest=digest,
@@ -172,7 +328,9 @@ class RedisStore:
         # it the re-read raises PreconditionFailedError.
         return self._call(
             "publish",
-            lambda: self.client.transaction(transaction, current_key, value_from_callable=True),
+            lambda: self.client.transaction(
+                transaction, current_key, epoch_key, floors_key, value_from_callable=True
+            ),
         )
 
     def history(self, name: str) -> list[ChannelRecord]:
@@ -186,10 +344,12 @@ class RedisStore:
         return ChannelRecord.from_json(raw) if raw else None
 
     def revoke(self, jti: str, *, reason: str = "", by: str = "") -> bool:
-        revoked = self._key(REVOKED)
+        revoked, epoch_key = self._key(REVOKED), self._key(EPOCH)
         entry = revocation_entry(reason, by)
 
         def transaction(pipe: redis.client.Pipeline) -> bool:
+            if not pipe.exists(epoch_key):
+                raise uninitialized("cannot record the revocation")
             if pipe.hexists(revoked, jti):
                 pipe.multi()
                 return False
@@ -202,7 +362,9 @@ class RedisStore:
 
         return self._call(
             "revoke",
-            lambda: self.client.transaction(transaction, revoked, value_from_callable=True),
+            lambda: self.client.transaction(
+                transaction, revoked, epoch_key, value_from_callable=True
+            ),
         )
 
     def is_revoked(self, jti: str) -> bool:
@@ -212,10 +374,16 @@ class RedisStore:
 
     def revocations_since(self, offset: int) -> tuple[list[str], int]:
         check_offset(offset)
-        raw = self._call(
-            "read revocations", lambda: self.client.lrange(self._key(REVOCATIONS), offset, -1)
-        )
-        return [jti.decode() for jti in raw], offset + len(raw)
+        key = self._key(REVOCATIONS)
+
+        def read() -> list[Any]:
+            pipe = self.client.pipeline()  # MULTI/EXEC: the ids and the length of one moment
+            pipe.lrange(key, offset, -1)
+            pipe.llen(key)
+            return pipe.execute()
+
+        raw, length = self._call("read revocations", read)
+        return [jti.decode() for jti in raw], int(length)
 
     def generation(self) -> int:
         return int(
@@ -307,3 +475,28 @@ class RedisStore:
         if record is None or not record.active:
             return None
         return record if hmac.compare_digest(record.token_hash, token_hash) else None
+
+
+def _read_floors(client: redis.Redis | redis.client.Pipeline, key: str) -> dict[str, int]:
+    return {name.decode(): int(mark) for name, mark in client.hgetall(key).items()}
+
+
+def _merged(*marks: Mapping[str, int]) -> dict[str, int]:
+    """The highest mark of each name over all of `marks`."""
+    merged: dict[str, int] = {}
+    for each in marks:
+        merged.update(_raised(merged, each))
+    return merged
+
+
+def _raised(floors: Mapping[str, int], marks: Mapping[str, int]) -> dict[str, int]:
+    """The entries of `marks` that are above `floors` (what must be written to raise them)."""
+    return {name: int(m) for name, m in marks.items() if int(m) > floors.get(name, 0)}
+
+
+def _records(raw: list[bytes]) -> list[ChannelRecord]:
+    return sorted((ChannelRecord.from_json(v) for v in raw), key=lambda r: r.sequence)
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -51,6 +51,7 @@ def test_revoking_twice_says_it_already_was(client, token):
 def test_the_publisher_and_reason_are_kept(settings):
     client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
     store = RedisStore(client)
+    store.initialize()
     seed_store(store, settings.channels_dir)
     token = add_publisher(store, "alice")
     http = create_app(settings, store=store).test_client()

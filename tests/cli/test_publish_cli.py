@@ -312,7 +312,10 @@ def test_publisher_create_list_revoke(capsys, real_redis, redis_server, monkeypa
     store = RedisStore(real_redis)
     assert store.publisher_for_hash(token_hash(token)).name == "ci"
     assert token.encode() not in b"".join(
-        v for key in real_redis.keys("*") for v in real_redis.hgetall(key).values()
+        v
+        for key in real_redis.keys("*")
+        if real_redis.type(key) == b"hash"
+        for v in real_redis.hgetall(key).values()
     )
     code, _, err = run(capsys, "publisher", "create", "ci", "--action", "admin")
     assert code == 1 and "exists" in err

@@ -33,10 +33,13 @@ class RedisSetup:
 
 
 def redis_setup(tmp_path: Path, redis_url: str) -> RedisSetup:
-    """Make license and signing keys under `tmp_path` and seed the test channels into Redis."""
+    """Make license and signing keys under `tmp_path`, initialise the store in Redis (unless it
+    is already) and seed the test channels into it."""
     kit = make_license_kit(tmp_path)
     signing_key, _ = write_key_pair(generate_private_key("EdDSA"), tmp_path / "signing", "spec-1")
     store = RedisStore.from_url(redis_url)
+    if store.marker().epoch is None:
+        store.initialize()
     seed_store(store, write_channels(tmp_path / "seed"))
     env = {
         "REDIS_URL": redis_url,

@@ -18,13 +18,21 @@ BACKENDS = [
 ]
 
 
-def open_backend(request: pytest.FixtureRequest) -> Iterator[Store]:
-    """An empty store of the kind `request.param` names (a fixture body: use with yield from)."""
+def open_backend(request: pytest.FixtureRequest, *, initialized: bool = True) -> Iterator[Store]:
+    """An empty store of the kind `request.param` names (a fixture body: use with yield from),
+    initialised as `deployd store init` does unless `initialized` is False (Redis restarted
+    empty)."""
     if request.param == "memory":
-        yield MemoryStore()
+        yield MemoryStore(initialize=initialized)
     elif request.param == "fakeredis":
         client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
-        yield RedisStore(client)
+        store = RedisStore(client)
+        if initialized:
+            store.initialize()
+        yield store
         client.close()
     else:
-        yield RedisStore(request.getfixturevalue("real_redis"))
+        client = request.getfixturevalue("real_redis")  # initialised
+        if not initialized:
+            client.flushall()
+        yield RedisStore(client)

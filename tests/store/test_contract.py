@@ -6,8 +6,9 @@ import re
 
 import pytest
 
-from deployd.errors import PreconditionFailedError
-from deployd.store import ChannelRecord
+from deployd.errors import ConflictError, PreconditionFailedError, StoreUninitializedError
+from deployd.store import ALL_CHANNELS, ChannelRecord, StoreMarker
+from deployd.store.memory import MemoryStore
 
 RFC3339_UTC = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
 
@@ -200,3 +201,112 @@ def test_a_document_that_is_not_json_is_refused_and_nothing_changes(store, bad):
     assert store.get_channel("stable") is None
     assert store.generation() == 0
     assert publish(store, expected_sequence=0).sequence == 1
+
+
+# --- identity, floors, export and restore (deployd/store/__init__.py)
+
+
+def test_an_uninitialised_store_takes_no_publish_or_revocation(uninitialized_store):
+    store = uninitialized_store
+    assert store.marker() == StoreMarker(epoch=None, generation=0)
+    with pytest.raises(StoreUninitializedError, match="deployd store init") as raised:
+        publish(store)
+    assert (raised.value.status, raised.value.code) == (503, "store_uninitialized")
+    with pytest.raises(StoreUninitializedError, match="deployd store init"):
+        store.revoke("jti-1")
+    assert (store.sequences(), store.revocations_since(0)) == ({}, ([], 0))
+    epoch = store.initialize()
+    assert store.marker() == StoreMarker(epoch=epoch, generation=0)
+    assert publish(store).sequence == 1
+    assert store.revoke("jti-1") is True
+
+
+def test_a_store_is_initialised_once(store):
+    epoch = store.marker().epoch
+    assert epoch
+    with pytest.raises(ConflictError, match="initialised already"):
+        store.initialize()
+    publish(store)
+    assert store.marker() == StoreMarker(epoch=epoch, generation=1)
+
+
+def test_publishes_go_above_the_floors_and_floors_never_go_down(store):
+    publish(store, n=1)
+    store.raise_floors({"stable": 5})
+    store.raise_floors({"stable": 3, "beta": 2})
+    assert store.floors() == {"stable": 5, "beta": 2}
+    assert publish(store, n=2).sequence == 6
+    assert publish(store, n=3, expected_sequence=6).sequence == 7
+    assert [r.sequence for r in store.history("stable")] == [1, 6, 7]
+    assert store.history_entry("stable", 6).digest == "digest-2"
+    assert store.history_entry("stable", 2) is None
+    store.raise_floors({ALL_CHANNELS: 10})
+    assert publish(store, "beta").sequence == 11
+    assert publish(store, "stable", n=4).sequence == 11
+    assert store.sequences() == {"stable": 11, "beta": 11}
+
+
+def test_initialising_can_start_above_a_floor(uninitialized_store):
+    store = uninitialized_store
+    store.raise_floors({"stable": 4})  # a worker recorded what it served before the loss
+    store.initialize(floors={ALL_CHANNELS: 7, "stable": 2})
+    assert store.floors() == {ALL_CHANNELS: 7, "stable": 4}
+    assert publish(store).sequence == 8
+
+
+def fill(store) -> None:
+    for n in (1, 2, 3):
+        publish(store, n=n)
+    publish(store, "beta", n=1)
+    store.raise_floors({"beta": 4})
+    store.revoke("jti-b", reason="leaked", by="alice")
+    store.revoke("jti-a")
+    store.add_publisher("ci", "a" * 64)
+    store.add_publisher("old", "b" * 64)
+    store.revoke_publisher("old")
+
+
+def test_export_then_restore_gives_back_everything(store):
+    fill(store)
+    saved = store.export()
+    assert saved.epoch == store.marker().epoch
+    assert [r.sequence for r in saved.channels["stable"]] == [1, 2, 3]
+    assert [jti for jti, _ in saved.revocations] == ["jti-b", "jti-a"]
+    assert saved.high_water_marks() == {"stable": 3, "beta": 4}
+    publish(store, n=4)
+    store.revoke("jti-c")
+    store.add_publisher("late", "c" * 64)
+
+    with pytest.raises(ConflictError, match="--force"):
+        store.restore(saved)
+    epoch = store.restore(saved, force=True)
+
+    assert epoch not in (None, saved.epoch), "a restore is a new store identity"
+    again = store.export()
+    assert (again.channels, again.revocations, again.publishers) == (
+        saved.channels,
+        saved.revocations,
+        saved.publishers,
+    )
+    assert store.get_channel("stable") == saved.channels["stable"][-1]
+    assert store.sequences() == {"stable": 3, "beta": 1}
+    assert store.is_revoked("jti-b") and not store.is_revoked("jti-c")
+    assert store.publisher_for_hash("a" * 64) == "ci"
+    assert store.publisher_for_hash("b" * 64) is None
+    assert store.publisher_for_hash("c" * 64) is None
+    # The revocation log went back: a reader's old offset is past its end.
+    assert store.revocations_since(3) == ([], 2)
+    # Sequence 4 of stable was served before the restore: it never names another document.
+    assert store.floors()["stable"] == 4
+    assert publish(store, n=5).sequence == 5
+    assert publish(store, "beta", n=2).sequence == 5
+
+
+def test_a_restore_into_an_uninitialised_store_initialises_it(uninitialized_store):
+    source = MemoryStore()
+    fill(source)
+    saved = source.export()
+    epoch = uninitialized_store.restore(saved)
+    assert uninitialized_store.marker().epoch == epoch
+    assert uninitialized_store.export().channels == saved.channels
+    assert publish(uninitialized_store, n=9).sequence == 4

@@ -15,7 +15,12 @@ import redis
 
 from deployd.channels import channel_digest
 from deployd.config import Settings
-from deployd.errors import ConfigError, PreconditionFailedError, StoreUnavailableError
+from deployd.errors import (
+    ConfigError,
+    PreconditionFailedError,
+    StoreUnavailableError,
+    StoreUninitializedError,
+)
 from deployd.store import ChannelRecord, open_store
 from deployd.store.memory import MemoryStore
 from deployd.store.redis import CHANGES_TOPIC, RedisStore
@@ -212,12 +217,16 @@ def test_the_store_works_again_when_redis_comes_back(tmp_path):
     server.start()
     store = RedisStore.from_url(server.url)
     try:
+        store.initialize()
         assert publish(store, 1).sequence == 1
         server.stop()
         with pytest.raises(StoreUnavailableError):
             store.get_channel("stable")
         server.start()  # an empty Redis: nothing was saved
         assert store.get_channel("stable") is None
+        with pytest.raises(StoreUninitializedError):
+            publish(store, 2)
+        store.initialize()
         assert publish(store, 2).sequence == 1
     finally:
         store.close()
@@ -261,6 +270,7 @@ def test_open_store_picks_redis_when_a_url_is_set():
 def client(request):
     if request.param == "fakeredis":
         client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
+        RedisStore(client).initialize()
         yield client
         client.close()
     else:
@@ -268,7 +278,9 @@ def client(request):
 
 
 def test_every_key_is_under_the_prefix(client):
+    client.flushdb()
     store = RedisStore(client, prefix="acme:deployd:")
+    store.initialize()
     publish(store, 1)
     store.revoke("jti-1")
     store.add_counts(7, {"license:a": 1})
@@ -276,6 +288,7 @@ def test_every_key_is_under_the_prefix(client):
     assert keys == [
         "acme:deployd:channel:stable",
         "acme:deployd:channels",
+        "acme:deployd:epoch",
         "acme:deployd:generation",
         "acme:deployd:history:stable",
         "acme:deployd:ratelimit:7",
@@ -286,9 +299,11 @@ def test_every_key_is_under_the_prefix(client):
 
 def test_prefixes_keep_deployments_apart(client):
     one, two = RedisStore(client, prefix="one:"), RedisStore(client, prefix="two:")
+    one.initialize()
     publish(one, 1)
     one.revoke("jti-1")
     assert (two.sequences(), two.generation(), two.is_revoked("jti-1")) == ({}, 0, False)
+    assert two.marker().epoch is None
 
 
 def test_publish_and_revoke_are_announced(client):
@@ -320,3 +335,39 @@ def test_revocations_are_kept_with_when_why_and_who(client):
     entry = json.loads(client.hget("deployd:revoked", "jti-1"))
     assert entry.keys() == {"revokedAt", "reason", "by"}
     assert (entry["reason"], entry["by"]) == ("leaked in a ticket", "alice")
+
+
+# --- persistence
+
+
+def test_persistence_is_read_from_the_server(real_redis, redis_server):
+    persistence = RedisStore(real_redis).persistence()
+    assert (persistence.checked, persistence.persisted) == (True, False)
+    assert persistence.description == "appendonly=no; save=''"
+    real_redis.config_set("appendonly", "yes")
+    try:
+        persistence = RedisStore(real_redis).persistence()
+        assert persistence.persisted
+        assert persistence.description == "appendonly=yes appendfsync=everysec; save=''"
+    finally:
+        real_redis.config_set("appendonly", "no")
+
+
+def test_a_server_that_refuses_config_is_said_to_be_unchecked():
+    # fakeredis, like many managed Redis services, does not answer CONFIG GET.
+    store = RedisStore(fakeredis.FakeRedis(server=fakeredis.FakeServer()))
+    persistence = store.persistence()
+    assert (persistence.checked, persistence.persisted) == (False, False)
+    assert persistence.description.startswith("could not be checked")
+
+
+def test_nothing_persisted_is_one_warning_per_process(real_redis, caplog, monkeypatch):
+    from deployd import services
+
+    monkeypatch.setattr(services, "_persistence_checked", False)
+    caplog.set_level("INFO", logger="deployd.services")
+    services.warn_unless_persisted(RedisStore(real_redis))
+    services.warn_unless_persisted(RedisStore(real_redis))
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "\n" not in warnings[0]
+    assert warnings[0].startswith("Redis persists nothing (appendonly=no; save='')")
