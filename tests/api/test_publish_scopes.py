@@ -189,6 +189,7 @@ OLD_RECORD = {"name": "legacy", "created_at": "2026-01-01T00:00:00Z", "revoked_a
 def test_a_publisher_record_from_before_scopes_is_admin(settings, action):
     redis = fakeredis.FakeRedis(server=fakeredis.FakeServer())
     store = RedisStore(redis)
+    store.initialize()
     seed_store(store, settings.channels_dir)
     for name, text in (("stable", STABLE_V2), ("beta", BETA_V2)):
         channel = parse_channel_text(text, filename=f"{name}.yaml", expected_name=name)

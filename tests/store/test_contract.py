@@ -291,7 +291,7 @@ def test_export_then_restore_gives_back_everything(store):
     assert store.get_channel("stable") == saved.channels["stable"][-1]
     assert store.sequences() == {"stable": 3, "beta": 1}
     assert store.is_revoked("jti-b") and not store.is_revoked("jti-c")
-    assert store.publisher_for_hash("a" * 64) == "ci"
+    assert store.publisher_for_hash("a" * 64).name == "ci"
     assert store.publisher_for_hash("b" * 64) is None
     assert store.publisher_for_hash("c" * 64) is None
     # The revocation log went back: a reader's old offset is past its end.

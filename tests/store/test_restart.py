@@ -158,7 +158,7 @@ def test_backup_then_restore_after_redis_restarted_empty_serves_the_same_bytes(
         assert (after.data, after.headers["ETag"]) == (before.data, before.headers["ETag"])
         assert error_of(client.get(SPEC, headers=bearer(served.revoked))) == (403, "revoked")
         assert client.get("/readyz").status_code == 200
-    assert served.store.publisher_for_hash("c" * 64) == "ci"
+    assert served.store.publisher_for_hash("c" * 64).name == "ci"
     code, out, _ = served.cli(capsys, "store", "status")
     assert code == 0
     assert "channels: 2 (beta 1, stable 2)" in out and "revocations: 1" in out
