@@ -112,8 +112,12 @@ def test_a_configuration_error_is_one_line_under_the_procfile_command(
 
 
 def test_a_worker_that_meets_a_configuration_error_stops_gunicorn_in_one_line(tmp_path):
-    # Without gunicorn.conf.py no master hook checks first: the worker meets the error itself.
-    argv = ["gunicorn", "--workers", "1", "--bind", f"127.0.0.1:{free_port()}", "deployd.wsgi:app"]
+    # Without gunicorn.conf.py (which gunicorn would also load from the current directory by
+    # default) no master hook checks first: the worker meets the error itself.
+    empty = tmp_path / "empty.conf.py"
+    empty.write_text("")
+    bind = f"127.0.0.1:{free_port()}"
+    argv = ["gunicorn", "-c", str(empty), "--workers", "1", "--bind", bind, "deployd.wsgi:app"]
     result = refused_start(argv, {"REDIS_URL": DEAD_REDIS, **_no_signing_key(tmp_path)})
     assert result.returncode == 3  # gunicorn's boot error: the master stops, forks no others
     line = the_one_error_line(result.stderr, gunicorn_lines_at_most=10)
