@@ -97,8 +97,8 @@ def load_keys(settings: Settings) -> ServerKeys:
     if not settings.embedded and settings.keys_dir == DEV_KEYS_DIR:
         _allow_dev_key(
             settings,
-            f"DEPLOYD_KEYS_DIR is unset, so licenses are checked with the development key"
-            f" in {DEV_KEYS_DIR}/",
+            f"DEPLOYD_KEYS_DIR is unset (or {DEV_KEYS_DIR!r}), so licenses are checked against"
+            f" {DEV_KEYS_DIR}/, the development key's directory",
             warnings,
         )
     if not Path(settings.keys_dir).is_dir():
@@ -144,7 +144,7 @@ def _dev_key_uses(signer: SpecSigner, extra: dict[str, Any], keyring: KeyRing) -
 
 def _allow_dev_key(settings: Settings, use: str, warnings: list[str]) -> None:
     """Refuse `use` of the development key unless DEPLOYD_ALLOW_DEV_KEY says so; then warn."""
-    risk = "its private half is public, so anyone can sign with it"
+    risk = "the development key's private half is public, so anyone can sign with it"
     if not settings.allow_dev_key:
         raise ConfigError(
             f"{use}: {risk}; with REDIS_URL set, use your own keys"
