@@ -16,3 +16,12 @@ limit_request_line = 8190
 accesslog = "-"
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(L)ss'
 errorlog = "-"
+
+
+def on_starting(server):
+    """Check deployd's configuration once, in the master, before any worker starts: a mistake is
+    one `deployd: configuration error: ...` line and exit status 3, not a traceback per worker."""
+    if getattr(server.app, "app_uri", None) == "deployd.wsgi:app":
+        from deployd.services import check_configuration_from_env
+
+        check_configuration_from_env(exit_code=server.WORKER_BOOT_ERROR)

@@ -6,11 +6,17 @@ Only the variables named here are read; nothing else in the environment changes 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from deployd.errors import ConfigError
+
+# Where the license keys are read from when DEPLOYD_KEYS_DIR is unset: the checkout's `keys/`, which
+# holds the public development key. Only the embedded development server may rely on it.
+DEV_KEYS_DIR = "keys"
 
 
 def _str_or_none(raw: str) -> str | None:
@@ -50,8 +56,9 @@ class Settings:
 
     redis_url: str | None = None
     channels_dir: str = "channels"
-    keys_dir: str = "keys"
+    keys_dir: str = DEV_KEYS_DIR
     retired_key_ids: tuple[str, ...] = ()
+    allow_dev_key: bool = False
     issuer: str = "deployd"
     audience: str | None = None
     leeway_seconds: int = 30
@@ -86,6 +93,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "DEPLOYD_CHANNELS_DIR": ("channels_dir", str),
     "DEPLOYD_KEYS_DIR": ("keys_dir", str),
     "DEPLOYD_RETIRED_KEYS": ("retired_key_ids", _csv),
+    "DEPLOYD_ALLOW_DEV_KEY": ("allow_dev_key", _bool),
     "DEPLOYD_ISSUER": ("issuer", str),
     "DEPLOYD_AUDIENCE": ("audience", _str_or_none),
     "DEPLOYD_LEEWAY_SECONDS": ("leeway_seconds", int),
@@ -128,3 +136,19 @@ def settings_from_env(environ: Mapping[str, str] | None = None, **overrides: Any
     if unknown:
         raise ConfigError(f"unknown settings: {', '.join(sorted(unknown))}")
     return replace(Settings(**values), **overrides)
+
+
+def config_error_line(error: ConfigError) -> str:
+    """The one line a server that cannot start prints: `deployd: configuration error: ...`."""
+    return "deployd: configuration error: " + " ".join(error.message.split())
+
+
+@contextmanager
+def exit_on_config_error(exit_code: int) -> Iterator[None]:
+    """Turn a ConfigError raised inside into its one line on stderr and `SystemExit(exit_code)`,
+    with no traceback: a server that cannot start says why once, in one line."""
+    try:
+        yield
+    except ConfigError as e:
+        print(config_error_line(e), file=sys.stderr, flush=True)
+        raise SystemExit(exit_code) from None

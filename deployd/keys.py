@@ -6,12 +6,14 @@ license names in its `kid` header. Private `*.key` files next to them are never 
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -27,6 +29,23 @@ ALGORITHMS: dict[str, type] = {
 MIN_RSA_BITS = 2048
 # New RSA keys get more than the minimum, so they stay acceptable as the floor rises.
 NEW_RSA_BITS = 3072
+# The fingerprint of keys/dev.pub, the development key whose private half is public in the
+# repository: recognised by its material, so a renamed copy is the dev key too.
+DEV_KEY_FINGERPRINT = "b1b044647db7a9821695fab0c0a01ff6df3e4dd212661f712100d49bf9fe2db8"
+
+
+def fingerprint(public_key: Any) -> str:
+    """SHA-256 hex of the key's DER SubjectPublicKeyInfo: the same key gives the same value
+    whatever file or key id it comes under."""
+    der = public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return hashlib.sha256(der).hexdigest()
+
+
+def is_dev_key(public_key: Any) -> bool:
+    """Whether `public_key` is the public development key (keys/dev.pub), under any name."""
+    return fingerprint(public_key) == DEV_KEY_FINGERPRINT
 
 
 def algorithm_for(public_key: Any, *, source: str) -> str:
@@ -109,10 +128,20 @@ class KeyRing:
             raise LicenseError("unknown_key", f"the license is signed by unknown key {kid!r}")
         return key
 
+    @property
+    def active(self) -> list[RingKey]:
+        """The keys licenses may be signed with, by key id: the loaded ones not retired."""
+        return [key for kid, key in sorted(self._keys.items()) if kid not in self._retired]
+
+    @property
+    def retired(self) -> list[str]:
+        """The retired key ids, sorted (a retired id need not have a key file)."""
+        return sorted(self._retired)
+
+    def dev_key_ids(self) -> list[str]:
+        """The ids under which an active key is the public development key (see `is_dev_key`)."""
+        return [key.kid for key in self.active if is_dev_key(key.public_key)]
+
     def jwks(self) -> list[dict[str, str]]:
         """The active keys as JWKs tagged `"deployd_role": "license"` (for the JWKS endpoint)."""
-        return [
-            public_jwk(key.kid, key.public_key, role="license")
-            for kid, key in sorted(self._keys.items())
-            if kid not in self._retired
-        ]
+        return [public_jwk(key.kid, key.public_key, role="license") for key in self.active]

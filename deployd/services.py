@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from flask import current_app
 
-from deployd.config import Settings
+from deployd.config import DEV_KEYS_DIR, Settings, exit_on_config_error, settings_from_env
 from deployd.errors import ConfigError, StoreUnavailableError
-from deployd.keys import KeyRing
+from deployd.keys import KeyRing, is_dev_key
 from deployd.license_cache import CachedLicenseVerifier
 from deployd.licenses import LicenseVerifier, VerifiedLicense
+from deployd.publishers import load_tokens_file
 from deployd.ratelimit import RateLimiter
 from deployd.signing import SpecSigner, key_id_for, load_public_key_file, public_jwk
 from deployd.specs import SpecCache
@@ -72,27 +74,143 @@ class Services:
         return {"keys": keys}
 
 
-def build_services(settings: Settings, store: Store) -> Services:
+@dataclass(frozen=True)
+class ServerKeys:
+    """The keys a server works with, loaded and checked at start, and what to warn about them."""
+
+    signer: SpecSigner
+    extra_spec_keys: dict[str, Any]
+    keyring: KeyRing
+    warnings: tuple[str, ...]
+
+
+def load_keys(settings: Settings) -> ServerKeys:
+    """Load the response-signing key, the extra signing keys and the license key ring.
+
+    Raises ConfigError for a missing or unusable key and, on a server on Redis, for any trust in
+    the public development key (DEPLOYD_KEYS_DIR unset, or the key itself under any file name or
+    role) unless DEPLOYD_ALLOW_DEV_KEY allows it, which then becomes a warning.
+    """
     warnings: list[str] = []
-    if settings.signing_key:
-        signer = SpecSigner.from_file(settings.signing_key, warn=warnings)
-    elif settings.embedded:
-        signer = SpecSigner.dev_key(settings.state_dir)
-        logger.warning(
-            "signing specs with the development key in %s; set DEPLOYD_SIGNING_KEY in production",
-            settings.state_dir,
-        )
-    else:
-        raise ConfigError(
-            "DEPLOYD_SIGNING_KEY must name an Ed25519 private key file when REDIS_URL is set:"
-            " every worker and replica has to sign with the same key"
-        )
-    for message in warnings:
-        logger.warning("%s", message)
+    signer = _load_signer(settings, warnings)
     extra = {key_id_for(p): load_public_key_file(p) for p in settings.extra_signing_keys}
+    if not settings.embedded and settings.keys_dir == DEV_KEYS_DIR:
+        _allow_dev_key(
+            settings,
+            f"DEPLOYD_KEYS_DIR is unset (or {DEV_KEYS_DIR!r}), so licenses are checked against"
+            f" {DEV_KEYS_DIR}/, the development key's directory",
+            warnings,
+        )
     if not Path(settings.keys_dir).is_dir():
         raise ConfigError(f"license key directory {settings.keys_dir!r} does not exist")
     keyring = KeyRing.from_dir(settings.keys_dir, retired=settings.retired_key_ids)
+    if not settings.embedded:
+        for use in _dev_key_uses(signer, extra, keyring):
+            _allow_dev_key(settings, use, warnings)
+    return ServerKeys(signer, extra, keyring, tuple(warnings))
+
+
+def _load_signer(settings: Settings, warnings: list[str]) -> SpecSigner:
+    if settings.signing_key:
+        return SpecSigner.from_file(settings.signing_key, warn=warnings)
+    if settings.embedded:
+        warnings.append(
+            f"signing specs with the development key in {settings.state_dir};"
+            " set DEPLOYD_SIGNING_KEY in production"
+        )
+        return SpecSigner.dev_key(settings.state_dir)
+    raise ConfigError(
+        "DEPLOYD_SIGNING_KEY must name an Ed25519 private key file when REDIS_URL is set:"
+        " every worker and replica has to sign with the same key"
+    )
+
+
+def _dev_key_uses(signer: SpecSigner, extra: dict[str, Any], keyring: KeyRing) -> list[str]:
+    """Where the public development key is trusted, recognised by its material."""
+    uses = [
+        f"license key {kid!r} in DEPLOYD_KEYS_DIR is the development key (keys/dev.pub)"
+        for kid in keyring.dev_key_ids()
+    ]
+    if is_dev_key(signer.public_key):
+        uses.append(f"DEPLOYD_SIGNING_KEY ({signer.kid}) is the development key (keys/dev.key)")
+    uses += [
+        f"extra signing key {kid!r} in DEPLOYD_EXTRA_SIGNING_KEYS is the development key"
+        " (keys/dev.pub)"
+        for kid, key in extra.items()
+        if is_dev_key(key)
+    ]
+    return uses
+
+
+def _allow_dev_key(settings: Settings, use: str, warnings: list[str]) -> None:
+    """Refuse `use` of the development key unless DEPLOYD_ALLOW_DEV_KEY says so; then warn."""
+    risk = "the development key's private half is public, so anyone can sign with it"
+    if not settings.allow_dev_key:
+        raise ConfigError(
+            f"{use}: {risk}; with REDIS_URL set, use your own keys"
+            " (DEPLOYD_ALLOW_DEV_KEY=1 allows the development key, for test deployments only)"
+        )
+    warnings.append(f"DEPLOYD_ALLOW_DEV_KEY is set and {use}: {risk}")
+
+
+def describe_keys(keys: ServerKeys) -> str:
+    """The key ids and roles a server trusts, for its start-up log line; never key material."""
+
+    def named(kid: str, public_key: Any, *details: str) -> str:
+        marks = [*details] + (["the public development key"] if is_dev_key(public_key) else [])
+        return f"{kid} ({', '.join(marks)})" if marks else kid
+
+    licenses = [named(key.kid, key.public_key, key.alg) for key in keys.keyring.active]
+    extra = [named(kid, key) for kid, key in keys.extra_spec_keys.items()]
+    signer = keys.signer
+    return (
+        f"license keys: {', '.join(licenses) or 'none'};"
+        f" retired license key ids: {', '.join(keys.keyring.retired) or 'none'};"
+        f" response-signing key: {named(signer.kid, signer.public_key)};"
+        f" extra signing keys: {', '.join(extra) or 'none'}"
+    )
+
+
+def check_configuration(settings: Settings) -> None:
+    """Raise ConfigError for whatever `build_services` would refuse that is known without the
+    store: the keys and the development-key policy, the license checks' settings, the publisher
+    tokens file and the Redis URL. Logs nothing and connects to nothing, so the gunicorn master
+    can run it once before any worker starts (gunicorn.conf.py)."""
+    keys = load_keys(settings)
+    _license_verifier(settings, keys.keyring, is_revoked=lambda jti: False)
+    if settings.publisher_tokens_file:
+        load_tokens_file(settings.publisher_tokens_file)
+    if settings.redis_url:
+        from deployd.store.redis import RedisStore
+
+        RedisStore.from_url(settings.redis_url).close()  # parses the URL; connects to nothing
+
+
+def check_configuration_from_env(*, exit_code: int) -> None:
+    """`check_configuration` of the environment's settings; a ConfigError is its one line on
+    stderr and `SystemExit(exit_code)`, with no traceback."""
+    with exit_on_config_error(exit_code):
+        check_configuration(settings_from_env())
+
+
+def _license_verifier(
+    settings: Settings, keyring: KeyRing, *, is_revoked: Callable[[str], bool]
+) -> LicenseVerifier:
+    return LicenseVerifier(
+        keyring,
+        issuer=settings.issuer,
+        audience=settings.audience,
+        leeway=settings.leeway_seconds,
+        is_revoked=is_revoked,
+    )
+
+
+def build_services(settings: Settings, store: Store) -> Services:
+    keys = load_keys(settings)
+    for message in keys.warnings:
+        logger.warning("%s", message)
+    logger.info("%s", describe_keys(keys))
+    signer, extra, keyring = keys.signer, keys.extra_spec_keys, keys.keyring
     state = ServerState(
         store,
         refresh_interval=settings.refresh_interval,
@@ -100,13 +218,7 @@ def build_services(settings: Settings, store: Store) -> Services:
         max_channels=settings.channel_cache_size,
     )
     verifier = CachedLicenseVerifier(
-        LicenseVerifier(
-            keyring,
-            issuer=settings.issuer,
-            audience=settings.audience,
-            leeway=settings.leeway_seconds,
-            is_revoked=state.is_revoked,
-        ),
+        _license_verifier(settings, keyring, is_revoked=state.is_revoked),
         maxsize=settings.license_cache_size,
     )
     specs = SpecCache(

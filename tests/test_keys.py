@@ -161,3 +161,14 @@ def test_the_committed_development_key_pair_matches():
     private_key = load_private_key_file(repo_keys / "dev.key", warn=[])
     assert ring.get("dev").alg == "EdDSA"
     assert public_jwk("dev", private_key.public_key(), role="license") in ring.jwks()
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_the_dev_key_is_recognised_by_its_material_under_any_name(tmp_path):
+    shutil.copy(REPO / "keys" / "dev.pub", tmp_path / "prod-2026.pub")
+    write_key_pair(generate_private_key("EdDSA"), tmp_path, "own")
+    ring = KeyRing.from_dir(tmp_path)
+    assert ring.dev_key_ids() == ["prod-2026"]
+    assert KeyRing.from_dir(tmp_path, retired=["prod-2026"]).dev_key_ids() == []

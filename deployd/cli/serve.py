@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from deployd.config import settings_from_env
+from deployd.config import config_error_line, settings_from_env
+from deployd.errors import ConfigError
 from deployd.logs import configure_logging
 
 
@@ -32,16 +33,21 @@ def run(args: argparse.Namespace) -> int:
 
     from deployd.app import create_app
 
-    settings = settings_from_env()
-    configure_logging(settings.log_level)
-    if settings.embedded and args.workers > 1:
-        print(
-            "deployd: error: the embedded store lives in one process; set REDIS_URL to run"
-            " several workers",
-            file=sys.stderr,
-        )
-        return 2
-    app = create_app(settings)
+    try:
+        settings = settings_from_env()
+        configure_logging(settings.log_level)
+        if settings.embedded and args.workers > 1:
+            print(
+                "deployd: error: the embedded store lives in one process; set REDIS_URL to run"
+                " several workers",
+                file=sys.stderr,
+            )
+            return 2
+        # Built before gunicorn starts, so a configuration error is one line, before any worker.
+        app = create_app(settings)
+    except ConfigError as e:
+        print(config_error_line(e), file=sys.stderr)
+        return 1
 
     class Server(BaseApplication):
         def load_config(self) -> None:
