@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from deployd.channels import parse_channel_text
@@ -94,3 +96,41 @@ def test_cached_channels_are_served_while_the_store_is_down(store, clock):
 
 def test_unknown_channels_are_none(store, clock):
     assert ServerState(store, clock=clock).channel("nope") is None
+
+
+class SlowStore(MemoryStore):
+    """A memory store whose generation reads wait until `release` is set, as a slow Redis would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reading = threading.Event()
+        self.release = threading.Event()
+
+    def generation(self) -> int:
+        self.reading.set()
+        assert self.release.wait(timeout=30), "the store was never released"
+        return super().generation()
+
+
+def test_a_request_during_the_first_load_waits_for_it_instead_of_finding_nothing(clock):
+    store = SlowStore()
+    store.release.set()
+    publish(store, "a")
+    store.release.clear()
+    state = ServerState(store, refresh_interval=0.5, clock=clock)
+    first: list = []
+    loader = threading.Thread(target=lambda: first.append(state.channel("a")))
+    loader.start()
+    assert store.reading.wait(timeout=30)
+    # The first request is reading the store; a second one (another thread or greenlet of the
+    # same worker) must not answer from the empty state meanwhile.
+    releaser = threading.Timer(0.2, store.release.set)
+    releaser.start()
+    try:
+        second = state.channel("a")
+    finally:
+        store.release.set()
+        loader.join(timeout=30)
+        releaser.cancel()
+    assert second is not None and second[1].name == "a"
+    assert first and first[0] is not None
