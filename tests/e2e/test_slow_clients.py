@@ -8,11 +8,15 @@ while a poller polls a valid license's spec. Only counts are asserted, never lat
 from __future__ import annotations
 
 import base64
+from datetime import timedelta
+from urllib.parse import urlsplit
 
 import pytest
 
 from bench.slow_clients import attack
-from tests.e2e.gunicorn_server import GunicornServer, redis_setup
+from deployd.licenses import issue_license
+from tests.e2e.gunicorn_server import REPO, GunicornServer, redis_setup
+from tests.e2e.test_serve import serve  # noqa: F401  (fixture: `deployd serve` on a free port)
 
 pytestmark = pytest.mark.e2e
 
@@ -36,13 +40,16 @@ def served(tmp_path, real_redis, redis_server):
         server.stop()
 
 
+def basic_auth(license: str) -> str:
+    return "Basic " + base64.b64encode(f"license:{license}".encode()).decode()
+
+
 def test_every_poll_is_answered_while_64_sockets_dribble_headers(served):
     server, license = served
-    authorization = "Basic " + base64.b64encode(f"license:{license}".encode()).decode()
 
     results, dribblers = attack(
         ("127.0.0.1", server.port),
-        authorization,
+        basic_auth(license),
         sockets=SLOW_SOCKETS,
         duration=POLL_SECONDS,
         rate=POLLS_PER_SECOND,
@@ -53,3 +60,25 @@ def test_every_poll_is_answered_while_64_sockets_dribble_headers(served):
     assert results.answered == results.attempted, results.summary()
     # The attack was real: every slow socket was open while the poller ran.
     assert dribblers.opened >= SLOW_SOCKETS
+
+
+def test_deployd_serve_answers_every_poll_while_64_sockets_dribble_headers(serve):  # noqa: F811
+    url, _ = serve
+    # The development key in keys/ signs licenses the embedded default accepts.
+    license = issue_license(
+        REPO / "keys" / "dev.key", customer="acme", channel="stable", expires_in=timedelta(days=1)
+    )
+    address = urlsplit(url)
+
+    # Under the embedded default's limit of 60 polls a minute per license.
+    results, _ = attack(
+        (address.hostname, address.port),
+        basic_auth(license),
+        sockets=SLOW_SOCKETS,
+        duration=POLL_SECONDS,
+        rate=POLLS_PER_SECOND,
+        timeout=POLL_TIMEOUT_SECONDS,
+    )
+
+    assert results.attempted == round(POLL_SECONDS * POLLS_PER_SECOND)
+    assert results.answered == results.attempted, results.summary()
