@@ -4,12 +4,21 @@ import multiprocessing
 import os
 
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
-# Sync workers: every request is short and CPU-bound, and sync workers spread load evenly.
-worker_class = "sync"
+# gevent workers: a connection costs a greenlet, not a worker, so clients that send their request
+# slowly (slowloris) cannot hold every worker while pollers wait; sync and gthread workers can be
+# held (README, "Slow clients"). gunicorn monkey-patches each worker before it loads the app, so
+# redis-py and deployd's threads cooperate: never set preload_app, and start threads or import
+# deployd in hooks that run after the app is loaded (post_worker_init), not in the master.
+worker_class = "gevent"
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2))
+# Connections a worker serves at once; past that it stops accepting until one closes.
+worker_connections = 1000
 timeout = 30
 graceful_timeout = 20
-keepalive = 2
+# With gevent workers this is also the deadline for a whole request head (line and headers), on
+# every request of a connection: a client that has not sent one within it is disconnected. Keep it
+# above 0 (0 would remove that deadline).
+keepalive = 5
 # Let oversize Authorization headers reach the app, which answers 431 in JSON.
 limit_request_field_size = 65536
 limit_request_line = 8190

@@ -41,7 +41,9 @@ class Request:
         return "\t".join(fields)
 
     def raw(self, host: str) -> bytes:
-        lines = [f"{self.method} {self.path} HTTP/1.1", f"Host: {host}"]
+        # One request a connection, as operators poll (every few minutes); the readers here read
+        # each answer to the end of its connection.
+        lines = [f"{self.method} {self.path} HTTP/1.1", f"Host: {host}", "Connection: close"]
         if self.authorization:
             lines.append(f"Authorization: {self.authorization}")
         if self.if_none_match:

@@ -1,7 +1,8 @@
 -- wrk script: cycle through a file of prepared requests, one a line, tab-separated:
 --   method, path, Authorization value, If-None-Match value, body (empty fields are left out).
--- Each wrk thread starts at its own place in the list. Gunicorn's sync workers close every
--- connection after one response, so every request (and connection) carries the next license.
+-- Each wrk thread starts at its own place in the list. Every request asks for its connection to
+-- be closed after the response (operators poll every few minutes, each time on a new connection),
+-- so every request (and connection) carries the next license, whatever the worker class.
 -- Prints one JSON line of results when done.
 
 local prepared = {}
@@ -18,7 +19,7 @@ function init(args)
   for line in file:lines() do
     local method, path, authorization, if_none_match, body =
       line:match("^([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t(.*)$")
-    local headers = {}
+    local headers = {Connection = "close"}
     if authorization ~= "" then headers["Authorization"] = authorization end
     if if_none_match ~= "" then headers["If-None-Match"] = if_none_match end
     if body == "" then

@@ -337,7 +337,7 @@ class Bench:
         workers = len(self.deployd.worker_pids())
         self.log(
             f"load: {options.generator}, {options.connections} connections, {options.rounds}"
-            f" rounds x {options.duration} s per side; gunicorn.conf.py: {workers} sync workers;"
+            f" rounds x {options.duration} s per side; gunicorn.conf.py: {workers} workers;"
             f" {len(self.licenses)} licenses; spec body {self.spec_bytes} bytes"
         )
         side = f"{'req/s':>8} {'p50':>5} {'p99':>5}"

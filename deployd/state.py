@@ -76,8 +76,13 @@ class ServerState:
         return self.store_error is None
 
     def refresh(self, *, force: bool = False) -> None:
-        """Pick up publishes and revocations made anywhere since the last look."""
-        if not force and self.clock() - self._checked_at < self.refresh_interval:
+        """Pick up publishes and revocations made anywhere since the last look.
+
+        Until the store has answered once, a caller waits for the read under way (the worker has
+        nothing to answer from yet); after that, callers never wait for another's refresh.
+        """
+        loaded = self._read_at is not None
+        if not force and loaded and self.clock() - self._checked_at < self.refresh_interval:
             return
         with self._lock:
             if not force and self.clock() - self._checked_at < self.refresh_interval:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import fakeredis
 import pytest
 
@@ -222,3 +224,41 @@ def test_a_channel_compiled_past_the_last_refresh_is_checked_too(clock):
     publish(redis.store, "a", release(4))
     clock.now += 1
     assert version(state) == (3, "1.4.0"), "sequence 2 named 1.3.0 already"
+
+
+class SlowStore(MemoryStore):
+    """A memory store whose generation reads wait until `release` is set, as a slow Redis would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reading = threading.Event()
+        self.release = threading.Event()
+
+    def generation(self) -> int:
+        self.reading.set()
+        assert self.release.wait(timeout=30), "the store was never released"
+        return super().generation()
+
+
+def test_a_request_during_the_first_load_waits_for_it_instead_of_finding_nothing(clock):
+    store = SlowStore()
+    store.release.set()
+    publish(store, "a")
+    store.release.clear()
+    state = ServerState(store, refresh_interval=0.5, clock=clock)
+    first: list = []
+    loader = threading.Thread(target=lambda: first.append(state.channel("a")))
+    loader.start()
+    assert store.reading.wait(timeout=30)
+    # The first request is reading the store; a second one (another thread or greenlet of the
+    # same worker) must not answer from the empty state meanwhile.
+    releaser = threading.Timer(0.2, store.release.set)
+    releaser.start()
+    try:
+        second = state.channel("a")
+    finally:
+        store.release.set()
+        loader.join(timeout=30)
+        releaser.cancel()
+    assert second is not None and second[1].name == "a"
+    assert first and first[0] is not None
