@@ -28,9 +28,15 @@ errorlog = "-"
 
 
 def on_starting(server):
-    """Check deployd's configuration once, in the master, before any worker starts: a mistake is
-    one `deployd: configuration error: ...` line and exit status 3, not a traceback per worker."""
-    if getattr(server.app, "app_uri", None) == "deployd.wsgi:app":
-        from deployd.services import check_configuration_from_env
+    """Check deployd's configuration once, before any worker starts: a mistake is one
+    `deployd: configuration error: ...` line and exit status 3, not a traceback per worker.
 
-        check_configuration_from_env(exit_code=server.WORKER_BOOT_ERROR)
+    The check runs in a child process (`deployd config check`): importing deployd here would
+    import redis-py and ssl into the master before gevent patches the workers."""
+    if getattr(server.app, "app_uri", None) == "deployd.wsgi:app":
+        import subprocess
+        import sys
+
+        check = [sys.executable, "-m", "deployd.cli.main", "config", "check", "--quiet"]
+        if subprocess.run(check, check=False).returncode != 0:
+            raise SystemExit(server.WORKER_BOOT_ERROR)

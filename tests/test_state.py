@@ -227,17 +227,18 @@ def test_a_channel_compiled_past_the_last_refresh_is_checked_too(clock):
 
 
 class SlowStore(MemoryStore):
-    """A memory store whose generation reads wait until `release` is set, as a slow Redis would."""
+    """A memory store whose first read of a refresh (`marker`) waits until `release` is set, as a
+    slow Redis would."""
 
     def __init__(self) -> None:
         super().__init__()
         self.reading = threading.Event()
         self.release = threading.Event()
 
-    def generation(self) -> int:
+    def marker(self):
         self.reading.set()
         assert self.release.wait(timeout=30), "the store was never released"
-        return super().generation()
+        return super().marker()
 
 
 def test_a_request_during_the_first_load_waits_for_it_instead_of_finding_nothing(clock):

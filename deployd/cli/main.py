@@ -14,6 +14,7 @@ from deployd.errors import DeploydError
 # Each module defines `register(subparsers)`; every parser it adds sets `func(args) -> int`.
 COMMAND_MODULES = [
     "deployd.cli.serve",
+    "deployd.cli.config",
     "deployd.cli.keys",
     "deployd.cli.license",
     "deployd.cli.agent",
