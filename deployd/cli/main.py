@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="deployd", description="Release-channel distribution server and operator client."
     )
     parser.add_argument("--version", action="version", version=f"deployd {__version__}")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers = parser.add_subparsers(dest="deployd_command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
     return parser
@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command is None:
+    if args.deployd_command is None:
         # Bare `deployd`: the list of commands, not just "arguments are required".
         parser.print_help(sys.stderr)
         return 2
