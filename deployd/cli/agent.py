@@ -71,7 +71,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="file holding the license; else DEPLOYD_LICENSE, else global.license in the "
         "custom-resource or user values",
     )
-    parser.add_argument("--channel", help="channel to follow (default: the license's channel)")
+    parser.add_argument(
+        "--channel",
+        help="channel to follow, the only one whose specs are accepted (default: the license's "
+        "channel; required without a license that names one)",
+    )
     parser.add_argument(
         "--release", metavar="ID", help="pin one release (also: _releaseId in the values)"
     )

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from deployd.client.licensing import license_channel
 from deployd.errors import ConfigError, KeyFileError
 from deployd.signing import KEY_ID, b64url_decode, key_id_for, load_public_key_file
 
@@ -30,6 +31,9 @@ class ClientConfig:
     Either `server` (a base URL such as ``https://deployd.example.com``) or `offline_spec` (a
     bundle file, for air-gapped sites) must be set. `license` never appears in `repr`.
     `release` pins one release (``GET /api/v1/operator/channel/release/<id>``). Times are seconds.
+    The client accepts specs of one channel only, `expected_channel`: `channel`, else the
+    license's `channel` claim; without either (no license, or one that names no channel)
+    `channel` is required.
     """
 
     trusted_keys: Mapping[str, Ed25519PublicKey] = field(repr=False)
@@ -57,6 +61,7 @@ class ClientConfig:
         if self.license is not None and not _LICENSE_CHARS.match(self.license):
             # Never echo it: the message may end up in logs.
             raise ConfigError("the license must be one line of printable ASCII (a JWT)")
+        _expected_channel(self.channel, self.license)
         if self.server is None and self.offline_spec is None:
             raise ConfigError("set a server URL (--server) or an offline spec (--offline-spec)")
         if self.server is not None:
@@ -86,12 +91,27 @@ class ClientConfig:
             raise ConfigError(f"CA bundle {str(self.ca_bundle)!r} is not a file")
 
     @property
+    def expected_channel(self) -> str:
+        """The one channel whose specs the client accepts."""
+        return _expected_channel(self.channel, self.license)
+
+    @property
     def sends_license_in_clear(self) -> bool:
         """True when a license would travel over plain HTTP to a host other than loopback."""
         if self.server is None or self.license is None:
             return False
         parts = urlsplit(self.server)
         return parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "::1", "localhost")
+
+
+def _expected_channel(channel: str | None, license: str | None) -> str:
+    found = channel or (license_channel(license) if license is not None else None)
+    if found is None:
+        raise ConfigError(
+            "say which channel to follow (--channel NAME): without a license that names its"
+            " channel, the client would not know which channel's specs to accept"
+        )
+    return found
 
 
 def load_trusted_keys(paths: Iterable[str | os.PathLike[str]]) -> dict[str, Ed25519PublicKey]:

@@ -35,7 +35,17 @@ def site(tmp_path, signer):
 
 
 def agent(site, *extra: str) -> list[str]:
-    return ["agent", "--trust-key", str(site["key"]), "--cache-dir", str(site["cache"]), *extra]
+    # These sites have no license naming a channel, so they name theirs.
+    return [
+        "agent",
+        "--trust-key",
+        str(site["key"]),
+        "--cache-dir",
+        str(site["cache"]),
+        "--channel",
+        "stable",
+        *extra,
+    ]
 
 
 def offline_once(site, *extra):
@@ -131,6 +141,19 @@ def test_bad_arguments_are_usage_errors(args, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(args)
     assert exit_.value.code == 2
+
+
+@pytest.mark.parametrize("source", ["--server", "--offline-spec"])
+def test_without_a_license_naming_a_channel_the_channel_must_be_named(
+    site, capsys, monkeypatch, source
+):
+    monkeypatch.delenv("DEPLOYD_LICENSE", raising=False)
+    where = closed_port_url() if source == "--server" else str(site["bundle"])
+    args = ["agent", "--trust-key", str(site["key"]), "--cache-dir", str(site["cache"])]
+    code = main([*args, source, where, "--write", str(site["out"]), "--once"])
+    assert code == 1
+    assert "say which channel to follow (--channel NAME)" in capsys.readouterr().err
+    assert not site["out"].exists()
 
 
 @pytest.mark.parametrize(
