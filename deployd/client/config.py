@@ -9,7 +9,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -20,6 +20,8 @@ from deployd.signing import KEY_ID, b64url_decode, key_id_for, load_public_key_f
 logger = logging.getLogger(__name__)
 
 SPEC_KEY_ROLE = "spec"
+# Where the API starts in a URL: `server` is the base URL in front of it.
+_API_PATH = re.compile(r"/api/v1(?:/|$)")
 _LICENSE_CHARS = re.compile(r"^[\x21-\x7e]{1,16384}$")
 MAX_KEY_FILE_BYTES = 1_048_576
 
@@ -70,6 +72,13 @@ class ClientConfig:
                 raise ConfigError(f"server URL {self.server!r} must be http(s)://host[:port]")
             if parts.query or parts.fragment or parts.username or parts.password:
                 raise ConfigError("server URL must not carry a query, fragment or credentials")
+            base = _base_of_api_url(parts)
+            if base is not None:
+                raise ConfigError(
+                    f"server URL {self.server!r} is an API URL, but --server takes the base URL"
+                    f" of the deployd server: use {base!r} (the client appends"
+                    " /api/v1/operator/channel itself, as the W&B operator does since v1.13.0)"
+                )
         positive = {
             "poll_interval": self.poll_interval,
             "connect_timeout": self.connect_timeout,
@@ -102,6 +111,14 @@ class ClientConfig:
             return False
         parts = urlsplit(self.server)
         return parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "::1", "localhost")
+
+
+def _base_of_api_url(parts: SplitResult) -> str | None:
+    """The base URL in front of ``/api/v1/...`` in `parts`, or None when there is no API path."""
+    match = _API_PATH.search(parts.path)
+    if match is None:
+        return None
+    return urlunsplit((parts.scheme, parts.netloc, parts.path[: match.start()], "", ""))
 
 
 def _expected_channel(channel: str | None, license: str | None) -> str:

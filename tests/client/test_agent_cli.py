@@ -157,6 +157,19 @@ def test_without_a_license_naming_a_channel_the_channel_must_be_named(
 
 
 @pytest.mark.parametrize(
+    "path", ["/api/v1/operator/channel", "/api/v1/operator/channel/release/1.2.0"]
+)
+def test_a_channel_url_as_server_is_refused_at_start_naming_the_base_url(
+    site, fault_server, capsys, path
+):
+    code = main(agent(site, "--server", fault_server.url + path, "--write", "o", "--once"))
+    err = capsys.readouterr().err
+    assert code == 1
+    assert f"--server takes the base URL of the deployd server: use '{fault_server.url}'" in err
+    assert fault_server.requests == []
+
+
+@pytest.mark.parametrize(
     ("extra", "message"),
     [
         (["--trust-key", "/nonexistent.pub"], "cannot read trusted key"),

@@ -88,6 +88,29 @@ def test_without_a_license_naming_a_channel_the_channel_is_required(
         config(signer, tmp_path, license=license, channel=None, **where)
 
 
+@pytest.mark.parametrize(
+    ("server", "base"),
+    [
+        ("http://host:8000/api/v1/operator/channel", "http://host:8000"),
+        ("http://host:8000/api/v1/operator/channel/", "http://host:8000"),
+        ("https://host/api/v1/operator/channel/release/1.2.0", "https://host"),
+        ("https://host/deployd/api/v1", "https://host/deployd"),
+    ],
+)
+def test_a_channel_url_as_server_names_the_base_url_to_use(signer, tmp_path, server, base):
+    with pytest.raises(ConfigError) as refused:
+        config(signer, tmp_path, server=server)
+    assert f"use {base!r}" in refused.value.message
+    assert "base URL" in refused.value.message
+
+
+@pytest.mark.parametrize(
+    "server", ["https://host", "https://host/", "https://host/deployd", "https://host/apis/v1"]
+)
+def test_base_urls_are_taken(signer, tmp_path, server):
+    assert config(signer, tmp_path, server=server).server == server
+
+
 def test_offline_mode_needs_no_server(signer, tmp_path):
     assert config(signer, tmp_path, server=None, offline_spec=tmp_path / "b.json").server is None
 
