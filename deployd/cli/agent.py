@@ -153,7 +153,9 @@ def run(args: argparse.Namespace) -> int:
         poll_interval=args.interval,
     )
     reconciler: Reconciler = (
-        CommandReconciler(args.command) if args.command else FileReconciler(args.write)
+        CommandReconciler(args.command, secrets=[license.value] if license else [])
+        if args.command
+        else FileReconciler(args.write)
     )
     with Poller(config, user_values=user_values, custom_resource=custom_resource) as poller:
         if args.once:

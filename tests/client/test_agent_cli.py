@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from deployd.cli.main import main
+from deployd.publishers import new_token
 from tests.client.faultserver import closed_port_url, serve
 
 REPO = Path(__file__).resolve().parents[2]
@@ -205,6 +207,34 @@ def test_the_license_is_taken_from_its_sources(site, signer, fault_server, monke
     sent = fault_server.requests[0].headers["Authorization"].removeprefix("Basic ")
     assert base64.b64decode(sent).decode() == f"license:lic-from-{source}"
     assert f"lic-from-{source}" not in site["out"].read_text() or source == "cr"
+
+
+def test_the_license_and_tokens_a_reconciler_echoes_are_masked_in_the_log(
+    site, caplog, monkeypatch
+):
+    license = "lic-opaque-7d1e93"  # not JWT-shaped: masked because it is the agent's license
+    token = new_token()
+    monkeypatch.setenv("LEAKY_TOKEN", token)
+    monkeypatch.delenv("DEPLOYD_LICENSE", raising=False)
+    (site["tmp"] / "cr.yaml").write_text(f"global: {{license: {license}}}\n")
+    command = site["tmp"] / "echo-spec.sh"
+    command.write_text('#!/bin/sh\ncat\necho\necho "publishing with $LEAKY_TOKEN" >&2\n')
+    command.chmod(0o755)
+    caplog.set_level(logging.INFO)
+    args = agent(
+        site,
+        "--offline-spec",
+        str(site["bundle"]),
+        "--cr-values",
+        str(site["tmp"] / "cr.yaml"),
+        "--exec",
+        str(command),
+        "--once",
+    )
+    assert main(args) == 0
+    assert '"license": "***"' in caplog.text
+    assert "echo-spec.sh (stderr): publishing with ***" in caplog.text
+    assert license not in caplog.text and token not in caplog.text
 
 
 def wait_for(condition, timeout=10.0):
