@@ -71,7 +71,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="file holding the license; else DEPLOYD_LICENSE, else global.license in the "
         "custom-resource or user values",
     )
-    parser.add_argument("--channel", help="channel to follow (default: the license's channel)")
+    parser.add_argument(
+        "--channel",
+        help="channel to follow, the only one whose specs are accepted (default: the license's "
+        "channel; required without a license that names one)",
+    )
     parser.add_argument(
         "--release", metavar="ID", help="pin one release (also: _releaseId in the values)"
     )
@@ -149,7 +153,9 @@ def run(args: argparse.Namespace) -> int:
         poll_interval=args.interval,
     )
     reconciler: Reconciler = (
-        CommandReconciler(args.command) if args.command else FileReconciler(args.write)
+        CommandReconciler(args.command, secrets=[license.value] if license else [])
+        if args.command
+        else FileReconciler(args.write)
     )
     with Poller(config, user_values=user_values, custom_resource=custom_resource) as poller:
         if args.once:

@@ -40,7 +40,8 @@ from deployd.client.reconcilers import (
     FileReconciler,
     Reconciler,
 )
-from deployd.client.verify import VerifiedSpec, verify_spec
+from deployd.client.redact import mask_secrets
+from deployd.client.verify import Floor, VerifiedSpec, verify_spec
 
 __all__ = [
     "AppliedState",
@@ -52,6 +53,7 @@ __all__ = [
     "DesiredState",
     "FetchError",
     "FileReconciler",
+    "Floor",
     "InputError",
     "LicenseChoice",
     "PollOutcome",
@@ -69,6 +71,7 @@ __all__ = [
     "load_custom_resource",
     "load_trusted_keys",
     "load_values_file",
+    "mask_secrets",
     "merge_specs",
     "parse_bundle",
     "parse_custom_resource",

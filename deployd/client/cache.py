@@ -5,7 +5,9 @@ Files in the cache directory (mode 0600: applied values may hold the license):
 - ``spec.json``: the last accepted spec as a bundle ``{"body", "signature", "etag"}``; `body` is
   the exact response body as a string. It is re-verified whenever it is loaded. The same format
   (``etag`` optional) is the offline bundle an air-gapped site feeds to ``--offline-spec``.
-- ``sequences.json``: ``{channel: highest sequence accepted}``, the rollback floors.
+- ``sequences.json``: ``{channel: {"sequence": highest accepted, "release": accepted at it}}``,
+  the rollback floors (a bare sequence number, as older clients wrote, is read as a floor
+  without a release).
 - ``applied.json``: the merged desired state the reconciler last applied successfully, with its
   release (reported to the server as ``Deployd-Current-Version``).
 
@@ -28,6 +30,7 @@ from typing import Any
 
 from deployd.client.errors import InputError
 from deployd.client.merge import DesiredState
+from deployd.client.verify import Floor
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +105,20 @@ class AppliedState:
         return json.dumps(document, sort_keys=True, indent=1, ensure_ascii=False).encode()
 
 
+def _floor(value: object) -> Floor | None:
+    """A floor as stored: ``{"sequence": n, "release": "x" | null}``, or a bare sequence."""
+    if type(value) is int and value >= 0:
+        return Floor(value)
+    if not isinstance(value, dict):
+        return None
+    sequence, release = value.get("sequence"), value.get("release")
+    if type(sequence) is not int or sequence < 0:
+        return None
+    if release is not None and (not isinstance(release, str) or not _HEADER_SAFE.match(release)):
+        return None
+    return Floor(sequence, release)
+
+
 def atomic_write(path: Path, data: bytes, *, mode: int = 0o600) -> None:
     """Replace `path` with `data` so that readers see the old or the new content, never a mix."""
     fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -170,7 +187,7 @@ class CacheDir:
         self._ensure()
         atomic_write(self.path / SPEC_FILE, bundle.to_bytes())
 
-    def load_sequences(self) -> dict[str, int]:
+    def load_sequences(self) -> dict[str, Floor]:
         """The rollback floors; an unreadable file is an InputError (never silently forgotten)."""
         data = self._read(SEQUENCES_FILE, 1_048_576)
         if data is None:
@@ -179,15 +196,24 @@ class CacheDir:
             document = json.loads(data)
         except ValueError as e:
             raise InputError(f"{self.path / SEQUENCES_FILE}: not JSON: {e}") from e
-        if not isinstance(document, dict) or not all(
-            isinstance(k, str) and type(v) is int and v >= 0 for k, v in document.items()
-        ):
-            raise InputError(f"{self.path / SEQUENCES_FILE}: must map channel names to sequences")
-        return document
+        problem = f"{self.path / SEQUENCES_FILE}: must map channel names to floors"
+        if not isinstance(document, dict):
+            raise InputError(problem)
+        floors: dict[str, Floor] = {}
+        for channel, value in document.items():
+            floor = _floor(value)
+            if floor is None:
+                raise InputError(problem)
+            floors[channel] = floor
+        return floors
 
-    def save_sequences(self, floors: Mapping[str, int]) -> None:
+    def save_sequences(self, floors: Mapping[str, Floor]) -> None:
         self._ensure()
-        atomic_write(self.path / SEQUENCES_FILE, json.dumps(dict(floors), sort_keys=True).encode())
+        document = {
+            channel: {"sequence": floor.sequence, "release": floor.release}
+            for channel, floor in floors.items()
+        }
+        atomic_write(self.path / SEQUENCES_FILE, json.dumps(document, sort_keys=True).encode())
 
     def load_applied(self) -> AppliedState | None:
         """The last applied state, or None; InputError if the file is damaged."""

@@ -9,16 +9,19 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from deployd.client.licensing import license_channel
 from deployd.errors import ConfigError, KeyFileError
 from deployd.signing import KEY_ID, b64url_decode, key_id_for, load_public_key_file
 
 logger = logging.getLogger(__name__)
 
 SPEC_KEY_ROLE = "spec"
+# Where the API starts in a URL: `server` is the base URL in front of it.
+_API_PATH = re.compile(r"/api/v1(?:/|$)")
 _LICENSE_CHARS = re.compile(r"^[\x21-\x7e]{1,16384}$")
 MAX_KEY_FILE_BYTES = 1_048_576
 
@@ -30,6 +33,9 @@ class ClientConfig:
     Either `server` (a base URL such as ``https://deployd.example.com``) or `offline_spec` (a
     bundle file, for air-gapped sites) must be set. `license` never appears in `repr`.
     `release` pins one release (``GET /api/v1/operator/channel/release/<id>``). Times are seconds.
+    The client accepts specs of one channel only, `expected_channel`: `channel`, else the
+    license's `channel` claim; without either (no license, or one that names no channel)
+    `channel` is required.
     """
 
     trusted_keys: Mapping[str, Ed25519PublicKey] = field(repr=False)
@@ -57,6 +63,7 @@ class ClientConfig:
         if self.license is not None and not _LICENSE_CHARS.match(self.license):
             # Never echo it: the message may end up in logs.
             raise ConfigError("the license must be one line of printable ASCII (a JWT)")
+        _expected_channel(self.channel, self.license)
         if self.server is None and self.offline_spec is None:
             raise ConfigError("set a server URL (--server) or an offline spec (--offline-spec)")
         if self.server is not None:
@@ -65,6 +72,13 @@ class ClientConfig:
                 raise ConfigError(f"server URL {self.server!r} must be http(s)://host[:port]")
             if parts.query or parts.fragment or parts.username or parts.password:
                 raise ConfigError("server URL must not carry a query, fragment or credentials")
+            base = _base_of_api_url(parts)
+            if base is not None:
+                raise ConfigError(
+                    f"server URL {self.server!r} is an API URL, but --server takes the base URL"
+                    f" of the deployd server: use {base!r} (the client appends"
+                    " /api/v1/operator/channel itself, as the W&B operator does since v1.13.0)"
+                )
         positive = {
             "poll_interval": self.poll_interval,
             "connect_timeout": self.connect_timeout,
@@ -86,12 +100,35 @@ class ClientConfig:
             raise ConfigError(f"CA bundle {str(self.ca_bundle)!r} is not a file")
 
     @property
+    def expected_channel(self) -> str:
+        """The one channel whose specs the client accepts."""
+        return _expected_channel(self.channel, self.license)
+
+    @property
     def sends_license_in_clear(self) -> bool:
         """True when a license would travel over plain HTTP to a host other than loopback."""
         if self.server is None or self.license is None:
             return False
         parts = urlsplit(self.server)
         return parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "::1", "localhost")
+
+
+def _base_of_api_url(parts: SplitResult) -> str | None:
+    """The base URL in front of ``/api/v1/...`` in `parts`, or None when there is no API path."""
+    match = _API_PATH.search(parts.path)
+    if match is None:
+        return None
+    return urlunsplit((parts.scheme, parts.netloc, parts.path[: match.start()], "", ""))
+
+
+def _expected_channel(channel: str | None, license: str | None) -> str:
+    found = channel or (license_channel(license) if license is not None else None)
+    if found is None:
+        raise ConfigError(
+            "say which channel to follow (--channel NAME): without a license that names its"
+            " channel, the client would not know which channel's specs to accept"
+        )
+    return found
 
 
 def load_trusted_keys(paths: Iterable[str | os.PathLike[str]]) -> dict[str, Ed25519PublicKey]:

@@ -38,10 +38,9 @@ from deployd.client.config import ClientConfig
 from deployd.client.errors import FetchError, InputError, ReconcileError, SpecRefusedError
 from deployd.client.fetch import Fetcher, HttpFetcher, HttpResponse
 from deployd.client.inputs import CustomResource
-from deployd.client.licensing import license_channel
 from deployd.client.merge import RELEASE_PIN_KEY, DesiredState, desired_state
 from deployd.client.reconcilers import Reconciler
-from deployd.client.verify import VerifiedSpec, verify_spec
+from deployd.client.verify import Floor, VerifiedSpec, raise_floor, verify_spec
 from deployd.merge import deep_merge
 
 logger = logging.getLogger(__name__)
@@ -119,9 +118,7 @@ class Poller:
         self.clock = clock
         self.rng = rng or random.Random()
         self.pinned_release = config.release or _pin_from_inputs(self.user_values, custom_resource)
-        self.expected_channel = config.channel or (
-            license_channel(config.license) if config.license else None
-        )
+        self.expected_channel = config.expected_channel
         self.cache = CacheDir(config.cache_dir, max_body_bytes=config.max_body_bytes)
         if fetcher is None and config.server is not None:
             fetcher = HttpFetcher(
@@ -134,7 +131,7 @@ class Poller:
         self._fetcher = fetcher
         self._poll_backoff = Backoff(config.backoff_base, config.backoff_ceiling, self.rng)
         self._reconcile_backoff = Backoff(config.backoff_base, config.backoff_ceiling, self.rng)
-        self._floors: dict[str, int] = {}
+        self._floors: dict[str, Floor] = {}
         self._floors_lost = False
         self._held: VerifiedSpec | None = None
         self._held_etag: str | None = None
@@ -215,10 +212,12 @@ class Poller:
             logger.error("cannot write the rollback floors in %s: %s", self.cache.path, e.strerror)
 
     def _raise_floor(self, spec: VerifiedSpec) -> bool:
-        if spec.sequence > self._floors.get(spec.channel, -1):
-            self._floors[spec.channel] = spec.sequence
-            return True
-        return False
+        floor = self._floors.get(spec.channel)
+        raised = raise_floor(floor, spec, pinned=self.pinned_release is not None)
+        if raised == floor:
+            return False
+        self._floors[spec.channel] = raised
+        return True
 
     def _verify(self, body: bytes, signature: str | None, now: float) -> VerifiedSpec:
         return verify_spec(
@@ -228,7 +227,7 @@ class Poller:
             now=now,
             expected_channel=self.expected_channel,
             pinned_release=self.pinned_release,
-            sequence_floors=self._floors,
+            floors=self._floors,
         )
 
     # --- polling -------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import shlex
 import signal
 import subprocess
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -22,6 +22,7 @@ import yaml
 from deployd.client.cache import atomic_write
 from deployd.client.errors import ReconcileError
 from deployd.client.merge import DesiredState
+from deployd.client.redact import mask_secrets
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +52,8 @@ class CommandReconciler:
 
     `command` is an argument list or a string split like a shell would (no shell is run). The spec
     file is private (mode 0600, it may hold the license) and deleted after the command ends.
+    Its standard output and error are logged at info, line by line, through `mask_secrets`, with
+    `secrets` (e.g. the client's license) masked too; so is the error tail of a failure.
     """
 
     def __init__(
@@ -59,12 +62,14 @@ class CommandReconciler:
         *,
         timeout: float | None = 1800.0,
         env: Mapping[str, str] | None = None,
+        secrets: Iterable[str] = (),
     ) -> None:
         self.argv = shlex.split(command) if isinstance(command, str) else list(command)
         if not self.argv:
             raise ValueError("the reconcile command is empty")
         self.timeout = timeout
         self.env = dict(os.environ if env is None else env)
+        self._secrets = tuple(secrets)
 
     def reconcile(self, desired: DesiredState, previous: DesiredState | None) -> None:
         document = desired.to_json()
@@ -97,14 +102,21 @@ class CommandReconciler:
                 raise ReconcileError(
                     f"reconcile command {self.argv[0]} timed out after {self.timeout:g}s"
                 ) from e
-        for line in stdout.decode("utf-8", "replace").splitlines():
-            logger.info("%s: %s", Path(self.argv[0]).name, line)
+        name = Path(self.argv[0]).name
+        out, err = self._masked(stdout), self._masked(stderr)
+        for line in out.splitlines():
+            logger.info("%s: %s", name, line)
+        for line in err.splitlines():
+            logger.info("%s (stderr): %s", name, line)
         if process.returncode != 0:
-            tail = stderr.decode("utf-8", "replace").strip()[-STDERR_TAIL_CHARS:]
+            tail = err.strip()[-STDERR_TAIL_CHARS:]
             raise ReconcileError(
                 f"reconcile command {self.argv[0]} exited with status {process.returncode}"
                 + (f": {tail}" if tail else "")
             )
+
+    def _masked(self, output: bytes) -> str:
+        return mask_secrets(output.decode("utf-8", "replace"), self._secrets)
 
 
 class FileReconciler:

@@ -9,9 +9,13 @@ expects, so every rule can be tested on its own. The checks, in order:
    and a `values` mapping;
 3. the spec is for the channel (and, when pinned, the release) the client asked for
    (mix-and-match);
-4. its `sequence` is not below the highest one accepted for that channel (rollback), unless the
-   user pinned exactly this release on purpose;
+4. its `sequence` is not below the highest one accepted for that channel (rollback), and at that
+   same sequence its release is not below the release accepted there (downgrade: a validly
+   signed spec the server gave a client still on an older release, replayed), unless the user
+   pinned exactly this release on purpose;
 5. its `expires` is still in the future (freeze).
+
+A publisher's rollback is a new publish, so it comes with a higher sequence and goes through.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from deployd.client.errors import SpecRefusedError
+from deployd.semver import Version
 from deployd.signing import SignatureError, verify_signature
 
 REQUIRED_METADATA = ("channel", "release", "sequence", "issuedAt", "expires")
@@ -42,6 +47,7 @@ MISSING_FIELD = "missing_field"
 WRONG_CHANNEL = "wrong_channel"
 WRONG_RELEASE = "wrong_release"
 ROLLBACK = "rollback"
+DOWNGRADE = "downgrade"
 EXPIRED = "expired"
 
 _SIGNATURE_REASONS = {
@@ -72,6 +78,43 @@ class VerifiedSpec:
         return now >= self.expires.timestamp()
 
 
+@dataclass(frozen=True)
+class Floor:
+    """What a client has accepted of one channel: the highest `sequence`, and the release it
+    accepted at that sequence (None when not known, e.g. floors written by an older client)."""
+
+    sequence: int
+    release: str | None = None
+
+    def refuses(self, sequence: int, release: str) -> bool:
+        """True when a spec of (`sequence`, `release`) would take the client back."""
+        if sequence != self.sequence:
+            return sequence < self.sequence
+        return self.release is not None and _release_below(release, self.release)
+
+
+def raise_floor(floor: Floor | None, spec: VerifiedSpec, *, pinned: bool) -> Floor:
+    """The floor once `spec` is accepted: a higher sequence replaces it; at the same sequence a
+    higher release raises it, and a release the user pinned sets it (so that unpinning again
+    continues from the pinned release); a lower sequence (only ever pinned) leaves it alone."""
+    if floor is None or spec.sequence > floor.sequence:
+        return Floor(spec.sequence, spec.release)
+    if spec.sequence < floor.sequence:
+        return floor
+    if pinned or floor.release is None or _release_below(floor.release, spec.release):
+        return Floor(spec.sequence, spec.release)
+    return floor
+
+
+def _release_below(release: str, other: str) -> bool:
+    """True when `release` precedes `other` in semver order; releases that are not semantic
+    versions cannot be ordered and are never below anything."""
+    try:
+        return Version.parse(release) < Version.parse(other)
+    except ValueError:
+        return False
+
+
 def parse_rfc3339(text: str) -> datetime:
     """Parse an RFC 3339 timestamp that carries a UTC offset; raise ValueError otherwise."""
     parsed = datetime.fromisoformat(text)
@@ -86,14 +129,14 @@ def verify_spec(
     *,
     trusted_keys: Mapping[str, Ed25519PublicKey],
     now: float,
-    expected_channel: str | None = None,
+    expected_channel: str,
     pinned_release: str | None = None,
-    sequence_floors: Mapping[str, int] | None = None,
+    floors: Mapping[str, Floor] | None = None,
 ) -> VerifiedSpec:
     """Return the spec in `unverified_body` if it passes every check; raise SpecRefusedError.
 
-    `sequence_floors` maps a channel to the highest sequence accepted for it so far.
-    `expected_channel` is None only when the client cannot know its channel (anonymous access).
+    `expected_channel` is the channel the client asked for (a spec of any other is refused);
+    `floors` maps a channel to what the client has accepted of it so far (see `raise_floor`).
     """
     try:
         key_id = verify_signature(signature_header, unverified_body, trusted_keys)
@@ -132,7 +175,7 @@ def verify_spec(
     except ValueError as e:
         raise SpecRefusedError(MALFORMED, f"spec timestamps are not RFC 3339: {e}") from e
 
-    if expected_channel is not None and channel != expected_channel:
+    if channel != expected_channel:
         raise SpecRefusedError(
             WRONG_CHANNEL, f"spec is for channel {channel!r}, not the expected {expected_channel!r}"
         )
@@ -140,13 +183,9 @@ def verify_spec(
         raise SpecRefusedError(
             WRONG_RELEASE, f"spec is for release {release!r}, but {pinned_release!r} is pinned"
         )
-    floor = (sequence_floors or {}).get(channel)
-    if floor is not None and sequence < floor and pinned_release is None:
-        raise SpecRefusedError(
-            ROLLBACK,
-            f"spec sequence {sequence} of channel {channel!r} is older than sequence {floor}"
-            " already accepted (rollback)",
-        )
+    floor = (floors or {}).get(channel)
+    if floor is not None and pinned_release is None:
+        _check_floor(floor, channel, sequence, release)
     if now >= expires.timestamp():
         raise SpecRefusedError(
             EXPIRED, f"spec expired at {metadata['expires']} (freeze); the server must re-sign it"
@@ -162,6 +201,23 @@ def verify_spec(
         metadata=dict(metadata),
         chart=chart,
         values=values,
+    )
+
+
+def _check_floor(floor: Floor, channel: str, sequence: int, release: str) -> None:
+    if not floor.refuses(sequence, release):
+        return
+    if sequence < floor.sequence:
+        raise SpecRefusedError(
+            ROLLBACK,
+            f"spec sequence {sequence} of channel {channel!r} is older than sequence"
+            f" {floor.sequence} already accepted (rollback)",
+        )
+    raise SpecRefusedError(
+        DOWNGRADE,
+        f"spec of release {release!r} is below release {floor.release!r} already accepted at"
+        f" sequence {sequence} of channel {channel!r} (a replayed spec; to go back, pin the"
+        " release, or publish a rollback)",
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from deployd.cli.main import main
+from deployd.publishers import new_token
 from tests.client.faultserver import closed_port_url, serve
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,7 +37,17 @@ def site(tmp_path, signer):
 
 
 def agent(site, *extra: str) -> list[str]:
-    return ["agent", "--trust-key", str(site["key"]), "--cache-dir", str(site["cache"]), *extra]
+    # These sites have no license naming a channel, so they name theirs.
+    return [
+        "agent",
+        "--trust-key",
+        str(site["key"]),
+        "--cache-dir",
+        str(site["cache"]),
+        "--channel",
+        "stable",
+        *extra,
+    ]
 
 
 def offline_once(site, *extra):
@@ -133,6 +145,32 @@ def test_bad_arguments_are_usage_errors(args, capsys):
     assert exit_.value.code == 2
 
 
+@pytest.mark.parametrize("source", ["--server", "--offline-spec"])
+def test_without_a_license_naming_a_channel_the_channel_must_be_named(
+    site, capsys, monkeypatch, source
+):
+    monkeypatch.delenv("DEPLOYD_LICENSE", raising=False)
+    where = closed_port_url() if source == "--server" else str(site["bundle"])
+    args = ["agent", "--trust-key", str(site["key"]), "--cache-dir", str(site["cache"])]
+    code = main([*args, source, where, "--write", str(site["out"]), "--once"])
+    assert code == 1
+    assert "say which channel to follow (--channel NAME)" in capsys.readouterr().err
+    assert not site["out"].exists()
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/v1/operator/channel", "/api/v1/operator/channel/release/1.2.0"]
+)
+def test_a_channel_url_as_server_is_refused_at_start_naming_the_base_url(
+    site, fault_server, capsys, path
+):
+    code = main(agent(site, "--server", fault_server.url + path, "--write", "o", "--once"))
+    err = capsys.readouterr().err
+    assert code == 1
+    assert f"--server takes the base URL of the deployd server: use '{fault_server.url}'" in err
+    assert fault_server.requests == []
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
@@ -169,6 +207,34 @@ def test_the_license_is_taken_from_its_sources(site, signer, fault_server, monke
     sent = fault_server.requests[0].headers["Authorization"].removeprefix("Basic ")
     assert base64.b64decode(sent).decode() == f"license:lic-from-{source}"
     assert f"lic-from-{source}" not in site["out"].read_text() or source == "cr"
+
+
+def test_the_license_and_tokens_a_reconciler_echoes_are_masked_in_the_log(
+    site, caplog, monkeypatch
+):
+    license = "lic-opaque-7d1e93"  # not JWT-shaped: masked because it is the agent's license
+    token = new_token()
+    monkeypatch.setenv("LEAKY_TOKEN", token)
+    monkeypatch.delenv("DEPLOYD_LICENSE", raising=False)
+    (site["tmp"] / "cr.yaml").write_text(f"global: {{license: {license}}}\n")
+    command = site["tmp"] / "echo-spec.sh"
+    command.write_text('#!/bin/sh\ncat\necho\necho "publishing with $LEAKY_TOKEN" >&2\n')
+    command.chmod(0o755)
+    caplog.set_level(logging.INFO)
+    args = agent(
+        site,
+        "--offline-spec",
+        str(site["bundle"]),
+        "--cr-values",
+        str(site["tmp"] / "cr.yaml"),
+        "--exec",
+        str(command),
+        "--once",
+    )
+    assert main(args) == 0
+    assert '"license": "***"' in caplog.text
+    assert "echo-spec.sh (stderr): publishing with ***" in caplog.text
+    assert license not in caplog.text and token not in caplog.text
 
 
 def wait_for(condition, timeout=10.0):

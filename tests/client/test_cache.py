@@ -17,6 +17,7 @@ from deployd.client.cache import (
 )
 from deployd.client.errors import InputError
 from deployd.client.merge import DesiredState
+from deployd.client.verify import Floor
 from tests.client.specs import encode, spec_document
 
 LIMIT = 1_048_576
@@ -95,13 +96,29 @@ def test_an_empty_cache_has_nothing(tmp_path):
 
 def test_the_cache_directory_is_private(tmp_path):
     cache = CacheDir(tmp_path / "cache", max_body_bytes=LIMIT)
-    cache.save_sequences({"stable": 3})
+    cache.save_sequences({"stable": Floor(3, "1.2.0")})
     assert stat.S_IMODE((tmp_path / "cache").stat().st_mode) == 0o700
-    assert cache.load_sequences() == {"stable": 3}
+    assert cache.load_sequences() == {"stable": Floor(3, "1.2.0")}
+
+
+def test_floors_written_by_an_older_client_are_read_without_their_release(tmp_path):
+    (tmp_path / "sequences.json").write_text('{"stable": 3, "beta": {"sequence": 1}}')
+    floors = CacheDir(tmp_path, max_body_bytes=LIMIT).load_sequences()
+    assert floors == {"stable": Floor(3), "beta": Floor(1)}
 
 
 @pytest.mark.parametrize(
-    "content", ["nope", "[]", '{"stable": "3"}', '{"stable": -1}', '{"stable": true}']
+    "content",
+    [
+        "nope",
+        "[]",
+        '{"stable": "3"}',
+        '{"stable": -1}',
+        '{"stable": true}',
+        '{"stable": {"release": "1.0.0"}}',
+        '{"stable": {"sequence": 2, "release": 1}}',
+        '{"stable": {"sequence": 2, "release": "two words"}}',
+    ],
 )
 def test_damaged_sequence_floors_are_reported(tmp_path, content):
     (tmp_path / "sequences.json").write_text(content)

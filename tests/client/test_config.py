@@ -16,7 +16,11 @@ from deployd.signing import public_jwk
 
 
 def config(signer, tmp_path, **overrides):
-    fields = {"server": "https://deployd.example.com", "trusted_keys": signer.trusted}
+    fields = {
+        "server": "https://deployd.example.com",
+        "trusted_keys": signer.trusted,
+        "channel": "stable",
+    }
     fields.update(overrides)
     return ClientConfig(cache_dir=tmp_path / "cache", **fields)
 
@@ -53,6 +57,58 @@ def test_the_license_stays_out_of_repr(signer, tmp_path):
 def test_bad_configs_are_refused(signer, tmp_path, overrides, message):
     with pytest.raises(ConfigError, match=message):
         config(signer, tmp_path, **overrides)
+
+
+LICENSE_FOR_BETA = "eyJhbGciOiJFZERTQSJ9.eyJjaGFubmVsIjoiYmV0YSJ9.c2ln"  # channel: beta
+
+
+@pytest.mark.parametrize(
+    ("license", "channel", "expected"),
+    [
+        (LICENSE_FOR_BETA, None, "beta"),
+        (LICENSE_FOR_BETA, "stable", "stable"),
+        ("opaque-license", "stable", "stable"),
+        (None, "stable", "stable"),
+    ],
+)
+def test_the_expected_channel_is_the_configured_one_else_the_licenses(
+    signer, tmp_path, license, channel, expected
+):
+    c = config(signer, tmp_path, license=license, channel=channel)
+    assert c.expected_channel == expected
+
+
+@pytest.mark.parametrize("license", [None, "opaque-license"])
+@pytest.mark.parametrize("source", ["server", "offline_spec"])
+def test_without_a_license_naming_a_channel_the_channel_is_required(
+    signer, tmp_path, license, source
+):
+    where = {"server": None, source: "https://h" if source == "server" else tmp_path / "b.json"}
+    with pytest.raises(ConfigError, match=r"--channel NAME"):
+        config(signer, tmp_path, license=license, channel=None, **where)
+
+
+@pytest.mark.parametrize(
+    ("server", "base"),
+    [
+        ("http://host:8000/api/v1/operator/channel", "http://host:8000"),
+        ("http://host:8000/api/v1/operator/channel/", "http://host:8000"),
+        ("https://host/api/v1/operator/channel/release/1.2.0", "https://host"),
+        ("https://host/deployd/api/v1", "https://host/deployd"),
+    ],
+)
+def test_a_channel_url_as_server_names_the_base_url_to_use(signer, tmp_path, server, base):
+    with pytest.raises(ConfigError) as refused:
+        config(signer, tmp_path, server=server)
+    assert f"use {base!r}" in refused.value.message
+    assert "base URL" in refused.value.message
+
+
+@pytest.mark.parametrize(
+    "server", ["https://host", "https://host/", "https://host/deployd", "https://host/apis/v1"]
+)
+def test_base_urls_are_taken(signer, tmp_path, server):
+    assert config(signer, tmp_path, server=server).server == server
 
 
 def test_offline_mode_needs_no_server(signer, tmp_path):

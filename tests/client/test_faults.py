@@ -21,7 +21,7 @@ from tests.client.faultserver import (
     serve,
     slow,
 )
-from tests.client.live import LiveServer
+from tests.client.live import CHANNEL, LiveServer
 from tests.client.test_poller import Recorder, run_until
 
 
@@ -201,3 +201,39 @@ def test_retry_after_from_an_overloaded_server_is_reported(fault_server, fault_c
         fault_server, fault_config, captured, error(429, "rate_limited", "slow down", "42")
     )
     assert (poll.outcome, poll.retry_after) == (PollOutcome.UNAVAILABLE, 42.0)
+
+
+def test_a_required_release_captured_from_a_client_behind_is_a_downgrade(
+    live, fault_server, fault_config
+):
+    live.publish_next_release()
+    newest = live.capture()
+    # What the server gives a client still on 1.0.0 at the same sequence: the required 1.1.0.
+    behind = live.capture(Deployd_Current_Version="1.0.0")
+    assert b'"release":"1.3.0"' in newest.body and b'"sequence":"2"' in newest.body
+    assert b'"release":"1.1.0"' in behind.body and b'"sequence":"2"' in behind.body
+    fault_server.script(replay(newest), replay(behind))
+    recorder = Recorder()
+    with Poller(fault_config()) as poller:
+        assert poller.sync_once(recorder).action is SyncAction.APPLIED
+        replayed = poller.sync_once(recorder)
+    with Poller(fault_config()) as restarted:
+        after_restart = restarted.sync_once(recorder)
+    for result in (replayed, after_restart):
+        assert (result.poll.outcome, result.poll.reason) == (PollOutcome.REFUSED, "downgrade")
+        assert result.poll.spec.release == "1.3.0"
+    assert [desired.release for desired, _ in recorder.calls] == ["1.3.0"]
+
+
+def test_a_publishers_rollback_is_a_new_sequence_and_goes_through(live, fault_server, fault_config):
+    live.publish_next_release()
+    newest = live.capture()
+    live.publish("stable", CHANNEL.format(name="stable"))  # 1.3.0 withdrawn again
+    rolled_back = live.capture()
+    assert b'"release":"1.2.0"' in rolled_back.body and b'"sequence":"3"' in rolled_back.body
+    fault_server.script(replay(newest), replay(rolled_back))
+    recorder = Recorder()
+    with Poller(fault_config()) as poller:
+        assert poller.sync_once(recorder).action is SyncAction.APPLIED
+        assert poller.sync_once(recorder).action is SyncAction.APPLIED
+    assert [desired.release for desired, _ in recorder.calls] == ["1.3.0", "1.2.0"]

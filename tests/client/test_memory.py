@@ -137,7 +137,7 @@ def test_damaged_or_lost_floors_are_rebuilt_from_the_cached_spec(
     fault_server.script(serve(older.body, older.signature, older.etag))
     with make_poller(make_config, fault_server.url) as restarted:
         assert restarted.poll_once().reason == "rollback"
-    assert json.loads(floors.read_text()) == {"stable": 5}
+    assert json.loads(floors.read_text()) == {"stable": {"sequence": 5, "release": "1.0.0"}}
 
 
 def test_a_damaged_applied_state_means_the_next_good_spec_is_applied_again(
@@ -157,7 +157,8 @@ def test_a_damaged_applied_state_means_the_next_good_spec_is_applied_again(
 
 
 def offline_poller(make_config, path, **kwargs):
-    return Poller(make_config(offline_spec=path, **kwargs))
+    # No license here: an offline site without one names its channel.
+    return Poller(make_config(offline_spec=path, channel="stable", **kwargs))
 
 
 def test_offline_bundles_are_verified_and_followed(make_config, signer, tmp_path):

@@ -188,7 +188,13 @@ def test_the_three_levels_in_order():
 
 def _verified(signer, **fields):
     body = encode(spec_document(**fields))
-    return verify_spec(body, signer.sign(body), trusted_keys=signer.trusted, now=time.time())
+    return verify_spec(
+        body,
+        signer.sign(body),
+        trusted_keys=signer.trusted,
+        now=time.time(),
+        expected_channel=fields.get("channel", "stable"),
+    )
 
 
 def test_desired_state_merges_user_and_custom_resource_over_the_channel(signer):

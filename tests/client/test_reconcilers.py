@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import stat
@@ -13,6 +14,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from deployd.client.errors import ReconcileError
 from deployd.client.merge import DesiredState
@@ -22,6 +25,8 @@ from deployd.client.reconcilers import (
     FileReconciler,
     Reconciler,
 )
+from deployd.client.redact import mask_secrets
+from deployd.publishers import new_token
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "helm-reconcile.sh"
 
@@ -115,6 +120,102 @@ def test_a_command_past_its_timeout_is_killed_with_its_children(tmp_path):
     assert time.monotonic() - started < 5
     time.sleep(1.0)
     assert not marker.exists()
+
+
+# --- secrets in what a command prints -------------------------------------------------------------
+
+JWT_LICENSE = "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJhY21lIiwiY2hhbm5lbCI6InN0YWJsZSJ9.c2lnLWJ5dGVz"
+OPAQUE_LICENSE = "opaque-license-4f9c2e"
+
+
+@pytest.fixture
+def leaky(tmp_path):
+    """A reconciler script that echoes the merged spec and secrets to stdout and stderr."""
+    token = new_token()
+    pem = Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    (tmp_path / "key.pem").write_bytes(pem)
+    command = script(
+        tmp_path,
+        "leaky.sh",
+        f"""\
+        cat
+        echo
+        echo "publisher token: $TOKEN"
+        echo "helm --set global.license={OPAQUE_LICENSE} --password hunter2-cli" >&2
+        echo "using $TOKEN with Authorization: Bearer {JWT_LICENSE}" >&2
+        cat {tmp_path / "key.pem"} >&2
+        exit "${{EXIT:-0}}"
+        """,
+    )
+    env = {"PATH": os.environ["PATH"], "TOKEN": token}
+    secrets = [JWT_LICENSE, OPAQUE_LICENSE, token, "hunter2-db", "hunter2-cli"]
+    secrets += pem.decode().strip().splitlines()[1:-1]  # the key's base64 lines
+    return command, env, secrets
+
+
+LEAKY_DESIRED = DesiredState(
+    DESIRED.metadata,
+    DESIRED.chart,
+    {"global": {"license": JWT_LICENSE, "mysql": {"password": "hunter2-db"}}},
+)
+
+
+def test_secrets_in_a_commands_output_are_masked_in_the_log(leaky, caplog):
+    caplog.set_level(logging.INFO, logger="deployd.client")
+    command, env, secrets = leaky
+    CommandReconciler([str(command)], env=env, secrets=[OPAQUE_LICENSE]).reconcile(
+        LEAKY_DESIRED, None
+    )
+    for secret in secrets:
+        assert secret not in caplog.text
+    assert '"license": "***"' in caplog.text and '"password": "***"' in caplog.text
+    assert "leaky.sh: publisher token: ***" in caplog.text
+    # Standard error is logged too, at info, when the command succeeds.
+    stderr = [r for r in caplog.records if "(stderr)" in r.getMessage()]
+    assert {r.levelno for r in stderr} == {logging.INFO}
+    assert "leaky.sh (stderr): using *** with Authorization: Bearer ***" in caplog.text
+    assert "leaky.sh (stderr): ***" in caplog.text  # the private key, whole
+
+
+def test_secrets_in_a_failing_commands_error_are_masked(leaky, caplog):
+    command, env, secrets = leaky
+    with pytest.raises(ReconcileError) as failed:
+        CommandReconciler(
+            [str(command)], env={**env, "EXIT": "2"}, secrets=[OPAQUE_LICENSE]
+        ).reconcile(LEAKY_DESIRED, None)
+    assert "status 2:" in failed.value.message
+    for secret in secrets:
+        assert secret not in failed.value.message and secret not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        (f"license: {JWT_LICENSE}", "license: ***"),
+        (f"token {JWT_LICENSE}.", "token ***."),
+        (
+            '{"global": {"license": "x-1", "host": "h"}}',
+            '{"global": {"license": "***", "host": "h"}}',
+        ),
+        ("DB_PASSWORD=hunter2 and more", "DB_PASSWORD=***"),
+        ("--registry-password s3cret", "--registry-password ***"),
+        ("api_key: 'k k'", "api_key: '***'"),
+        ("clientSecret: abc, next: 1", "clientSecret: ***, next: 1"),
+        ("Authorization: Basic bGljZW5zZTp4", "Authorization: Basic ***"),
+        (f"{OPAQUE_LICENSE} is mine", "*** is mine"),
+        ("-----BEGIN EC PRIVATE KEY-----\nAAA\n-----END EC PRIVATE KEY-----\nok", "***\nok"),
+        ("-----BEGIN PRIVATE KEY-----\nAAA (cut off)", "***"),
+        (
+            "Release wandb upgraded; the secretName: {a: 1} stays",
+            "Release wandb upgraded; the secretName: {a: 1} stays",
+        ),
+        ("no token was needed", "no token was needed"),
+    ],
+)
+def test_mask_secrets(text, masked):
+    assert mask_secrets(text, [OPAQUE_LICENSE]) == masked
 
 
 @pytest.mark.parametrize("name", ["spec.json", "nested/dir/spec.json"])

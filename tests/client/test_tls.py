@@ -69,14 +69,16 @@ def tls_server(private_ca, signer):
 def test_a_server_behind_a_private_ca_is_trusted_with_the_ca_bundle(
     tls_server, private_ca, make_config
 ):
-    config = make_config(server=tls_server.url, license="lic", ca_bundle=private_ca / "ca.pem")
+    config = make_config(
+        server=tls_server.url, license="lic", channel="stable", ca_bundle=private_ca / "ca.pem"
+    )
     with Poller(config) as poller:
         assert poller.poll_once().outcome is PollOutcome.UPDATED
     assert tls_server.url.startswith("https://")
 
 
 def test_without_the_ca_bundle_the_certificate_is_refused(tls_server, make_config):
-    with Poller(make_config(server=tls_server.url, license="lic")) as poller:
+    with Poller(make_config(server=tls_server.url, license="lic", channel="stable")) as poller:
         result = poller.poll_once()
     assert (result.outcome, result.reason) == (PollOutcome.UNAVAILABLE, "tls")
     assert "certificate" in result.message.lower()

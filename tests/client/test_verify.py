@@ -7,7 +7,7 @@ import time
 import pytest
 
 from deployd.client.errors import SpecRefusedError
-from deployd.client.verify import verify_spec
+from deployd.client.verify import Floor, raise_floor, verify_spec
 from deployd.signing import b64url
 from tests.client.specs import DAY, encode, spec_document
 
@@ -21,6 +21,7 @@ def check(signer, document_or_body, *, header=None, trusted=None, **expect):
         signer.sign(body) if header is None else header,
         trusted_keys=signer.trusted if trusted is None else trusted,
         now=expect.pop("now", NOW),
+        expected_channel=expect.pop("expected_channel", "stable"),
         **expect,
     )
 
@@ -34,7 +35,7 @@ def refused(reason, *args, **kwargs):
 
 def test_a_good_spec_is_returned_with_its_facts(signer):
     document = spec_document(channel="stable", release="1.2.0", sequence=7)
-    spec = check(signer, document, expected_channel="stable", sequence_floors={"stable": 7})
+    spec = check(signer, document, expected_channel="stable", floors={"stable": Floor(7)})
     assert (spec.channel, spec.release, spec.sequence, spec.key_id) == (
         "stable",
         "1.2.0",
@@ -142,8 +143,10 @@ def test_a_spec_for_another_channel_is_refused(signer):
     assert "beta" in error.message and "stable" in error.message
 
 
-def test_without_an_expected_channel_any_channel_is_taken(signer):
-    assert check(signer, spec_document(channel="beta")).channel == "beta"
+def test_the_expected_channel_must_be_given(signer):
+    body = encode(spec_document(channel="beta"))
+    with pytest.raises(TypeError):
+        verify_spec(body, signer.sign(body), trusted_keys=signer.trusted, now=NOW)  # type: ignore[call-arg]
 
 
 def test_a_spec_for_another_release_than_the_pinned_one_is_refused(signer):
@@ -151,25 +154,86 @@ def test_a_spec_for_another_release_than_the_pinned_one_is_refused(signer):
 
 
 def test_a_lower_sequence_than_already_accepted_is_a_rollback(signer):
-    error = refused("rollback", signer, spec_document(sequence=4), sequence_floors={"stable": 5})
+    error = refused("rollback", signer, spec_document(sequence=4), floors={"stable": Floor(5)})
     assert "rollback" in error.message
 
 
 @pytest.mark.parametrize("sequence", [5, 6])
 def test_the_same_or_a_higher_sequence_is_accepted(signer, sequence):
-    spec = check(signer, spec_document(sequence=sequence), sequence_floors={"stable": 5})
+    spec = check(signer, spec_document(sequence=sequence), floors={"stable": Floor(5)})
     assert spec.sequence == sequence
 
 
 def test_floors_are_kept_per_channel(signer):
-    spec = check(signer, spec_document(channel="beta", sequence=1), sequence_floors={"stable": 9})
+    spec = check(
+        signer,
+        spec_document(channel="beta", sequence=1),
+        expected_channel="beta",
+        floors={"stable": Floor(9, "2.0.0")},
+    )
     assert spec.sequence == 1
 
 
 def test_an_older_sequence_is_accepted_when_that_release_is_pinned_on_purpose(signer):
     document = spec_document(release="1.0.0", sequence=3)
-    spec = check(signer, document, pinned_release="1.0.0", sequence_floors={"stable": 9})
+    spec = check(signer, document, pinned_release="1.0.0", floors={"stable": Floor(9, "1.2.0")})
     assert spec.sequence == 3
+
+
+def test_a_lower_release_at_the_same_sequence_is_a_downgrade(signer):
+    # The spec the server gave a client still on 1.0.0 (the required 1.1.0), replayed to a
+    # client that accepted 1.3.0 at the same sequence.
+    document = spec_document(release="1.1.0", sequence=5)
+    error = refused("downgrade", signer, document, floors={"stable": Floor(5, "1.3.0")})
+    assert "'1.1.0'" in error.message and "'1.3.0'" in error.message
+
+
+@pytest.mark.parametrize(
+    ("release", "sequence", "floor"),
+    [
+        ("1.3.0", 5, Floor(5, "1.3.0")),  # the same spec again
+        ("1.4.0", 5, Floor(5, "1.3.0")),  # the next required step at the same sequence
+        ("1.10.0", 5, Floor(5, "1.9.0")),  # semver order, not text order
+        ("1.1.0", 6, Floor(5, "1.3.0")),  # a publisher's rollback is a new, higher sequence
+        ("1.1.0", 5, Floor(5)),  # floors written before releases were kept
+    ],
+)
+def test_a_release_at_or_above_the_floor_or_at_a_higher_sequence_is_accepted(
+    signer, release, sequence, floor
+):
+    spec = check(
+        signer, spec_document(release=release, sequence=sequence), floors={"stable": floor}
+    )
+    assert (spec.release, spec.sequence) == (release, sequence)
+
+
+def test_a_lower_release_is_accepted_when_the_user_pinned_it(signer):
+    document = spec_document(release="1.1.0", sequence=5)
+    floors = {"stable": Floor(5, "1.3.0")}
+    assert check(signer, document, pinned_release="1.1.0", floors=floors).release == "1.1.0"
+
+
+@pytest.mark.parametrize(
+    ("floor", "release", "sequence", "pinned", "raised"),
+    [
+        (None, "1.1.0", 5, False, Floor(5, "1.1.0")),
+        (Floor(5, "1.1.0"), "1.3.0", 5, False, Floor(5, "1.3.0")),
+        (Floor(5, "1.3.0"), "1.1.0", 6, False, Floor(6, "1.1.0")),
+        (Floor(5, "1.3.0"), "1.3.0", 5, False, Floor(5, "1.3.0")),
+        (Floor(5), "1.0.0", 5, False, Floor(5, "1.0.0")),
+        # The user's pin sets the release at this sequence, so unpinning continues from it.
+        (Floor(5, "1.3.0"), "1.0.0", 5, True, Floor(5, "1.0.0")),
+        # An old pinned spec never lowers the sequence.
+        (Floor(5, "1.3.0"), "1.0.0", 3, True, Floor(5, "1.3.0")),
+    ],
+)
+def test_the_floor_rises_with_what_is_accepted(signer, floor, release, sequence, pinned, raised):
+    spec = check(
+        signer,
+        spec_document(release=release, sequence=sequence),
+        pinned_release=release if pinned else None,
+    )
+    assert raise_floor(floor, spec, pinned=pinned) == raised
 
 
 @pytest.mark.parametrize("offset", [0.0, 1.0, 30 * DAY])
