@@ -15,6 +15,7 @@ from deployd.keys import KeyRing
 from deployd.license_cache import CachedLicenseVerifier
 from deployd.licenses import LicenseVerifier, VerifiedLicense
 from deployd.ratelimit import RateLimiter
+from deployd.refresher import Refresher
 from deployd.signing import SpecSigner, key_id_for, load_public_key_file, public_jwk
 from deployd.specs import SpecCache
 from deployd.state import ServerState
@@ -35,6 +36,7 @@ class Services:
     extra_spec_keys: dict[str, Any] = field(default_factory=dict)
     license_limiter: RateLimiter | None = None
     address_limiter: RateLimiter | None = None
+    refresher: Refresher | None = None
 
     def limit_address(self, address: str | None) -> None:
         """Count a request from `address`; raise RateLimitedError past the per-address limit."""
@@ -72,7 +74,12 @@ class Services:
         return {"keys": keys}
 
 
-def build_services(settings: Settings, store: Store) -> Services:
+def build_services(
+    settings: Settings, store: Store, *, worker_store: Store | None = None
+) -> Services:
+    """The services of one app. `worker_store` (default `store`) is the same store on the short
+    timeouts of the background refresh: the state and the rate limiters use it."""
+    worker_store = worker_store or store
     warnings: list[str] = []
     if settings.signing_key:
         signer = SpecSigner.from_file(settings.signing_key, warn=warnings)
@@ -94,10 +101,11 @@ def build_services(settings: Settings, store: Store) -> Services:
         raise ConfigError(f"license key directory {settings.keys_dir!r} does not exist")
     keyring = KeyRing.from_dir(settings.keys_dir, retired=settings.retired_key_ids)
     state = ServerState(
-        store,
+        worker_store,
         refresh_interval=settings.refresh_interval,
         revocation_max_staleness=settings.revocation_max_staleness,
         max_channels=settings.channel_cache_size,
+        auto_refresh=False,  # the refresher below refreshes, off the request path
     )
     verifier = CachedLicenseVerifier(
         LicenseVerifier(
@@ -115,14 +123,19 @@ def build_services(settings: Settings, store: Store) -> Services:
         expiry_windows=settings.spec_expiry_windows,
     )
     services = Services(settings, store, state, keyring, verifier, signer, specs, extra)
+    tasks = [state.background_round]
     if settings.rate_limit_enabled:
-        sync = settings.refresh_interval
+        processes = settings.rate_limit_processes
         services.license_limiter = RateLimiter(
-            store.add_counts, limit=settings.rate_limit_per_minute, sync_interval=sync
+            worker_store.add_counts, limit=settings.rate_limit_per_minute, processes=processes
         )
         services.address_limiter = RateLimiter(
-            store.add_counts, limit=settings.rate_limit_per_address_per_minute, sync_interval=sync
+            worker_store.add_counts,
+            limit=settings.rate_limit_per_address_per_minute,
+            processes=processes,
         )
+        tasks += [services.license_limiter.sync, services.address_limiter.sync]
+    services.refresher = Refresher(tasks, interval=settings.refresh_interval)
     return services
 
 
