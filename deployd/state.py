@@ -112,7 +112,11 @@ class ServerState:
         """One round of the background thread: refresh, then compile again the channels kept in
         memory that a publish changed, so requests find them ready. True when the store answered."""
         self.refresh(force=True)
-        for name, (compiled_sequence, _) in list(self._compiled.items()):
+        try:
+            kept = [(name, compiled[0]) for name, compiled in list(self._compiled.items())]
+        except RuntimeError:  # reordered by a request meanwhile: reload on the next round
+            kept = []
+        for name, compiled_sequence in kept:
             if not self.store_reachable:
                 break
             if self._sequences.get(name, compiled_sequence) > compiled_sequence:
