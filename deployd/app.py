@@ -23,7 +23,7 @@ from deployd.store import Store, open_store
 logger = logging.getLogger(__name__)
 
 # How long the background refresh and rate-limit sync wait for Redis (connect, then each reply).
-BACKGROUND_STORE_TIMEOUT_SECONDS = 0.5
+BACKGROUND_STORE_TIMEOUT_SECONDS = 1.0
 
 
 def create_app(settings: Settings | None = None, *, store: Store | None = None) -> Flask:

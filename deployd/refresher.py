@@ -28,7 +28,7 @@ Task = Callable[[], bool]
 
 
 class Refresher:
-    def __init__(self, tasks: Sequence[Task], *, interval: float, max_backoff: float = 5.0):
+    def __init__(self, tasks: Sequence[Task], *, interval: float, max_backoff: float = 2.0):
         self._tasks = [_weakly(task) for task in tasks]
         self.interval = interval
         self.max_backoff = max(max_backoff, interval)
@@ -36,6 +36,7 @@ class Refresher:
         self._thread: threading.Thread | None = None
         self._pid: int | None = None
         self._stop = threading.Event()
+        self._wake = threading.Event()
 
     @property
     def running(self) -> bool:
@@ -54,9 +55,14 @@ class Refresher:
             self._thread.start()
             _refreshers.add(self)
 
+    def wake(self) -> None:
+        """Run the next round now rather than after the interval (not while backing off)."""
+        self._wake.set()
+
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the thread after its current round; wait up to `timeout` for it."""
         self._stop.set()
+        self._wake.set()
         thread = self._thread
         if thread is not None and self._pid == os.getpid() and thread.is_alive():
             thread.join(timeout)
@@ -79,11 +85,14 @@ class Refresher:
     def _run(self) -> None:
         delay = self.interval
         while not self._stop.is_set():
+            self._wake.clear()
             if self.run_once():
                 delay = self.interval
+                self._wake.wait(delay)
             else:
+                # Back off: the wait doubles after each failure, capped; a wake does not cut it.
                 delay = min(self.max_backoff, delay * 2)
-            self._stop.wait(delay)
+                self._stop.wait(delay)
 
 
 _refreshers: weakref.WeakSet[Refresher] = weakref.WeakSet()

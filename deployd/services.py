@@ -136,6 +136,9 @@ def build_services(
         )
         tasks += [services.license_limiter.sync, services.address_limiter.sync]
     services.refresher = Refresher(tasks, interval=settings.refresh_interval)
+    for limiter in (services.license_limiter, services.address_limiter):
+        if limiter is not None:
+            limiter.wake = services.refresher.wake
     return services
 
 
