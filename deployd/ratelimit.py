@@ -11,17 +11,17 @@ limit.
 
 The one exception is a key's first requests on a worker in a minute, before that worker has synced
 it: those are admitted out of a **credit**, reported to the store (as reserved) at the next sync.
-With `processes` limiters sharing the store (gunicorn workers x replicas), the credit is the
-whole limit for a single process (which then enforces it exactly) and otherwise half an even
-share, `max(1, limit // (2 x processes))`, enough for a client's burst landing on one worker. A
-top-up is granted only when it fits under the limit with everything already in the counter, so
-the only budget not checked against the others is the credits of workers that had not reported
-theirs yet: in any minute a key gets at most `limit + (processes - 1) x credit` requests through,
-under 1.5 x the limit (60 a minute on 3 workers: credit 10, at most 80). The price is the other
-way round: budget a worker reserved and did not use is not available to the others, so near the
-limit a key can be refused a few requests early. A worker whose allowance for a key runs out
-calls `wake` (the background refresher syncs at once rather than at its next interval), so a
-burst is rarely refused for want of a sync.
+With `processes` limiters sharing the store (gunicorn workers x replicas), the credit is an even
+share of the limit, `max(1, limit // processes)` (so a single process enforces the limit
+exactly), enough for a client's burst landing on one worker. A top-up is granted only when it fits
+under the limit with everything already in the counter, so the only budget not checked against
+the others is the credits of workers that had not reported theirs yet: in any minute a key gets
+at most `limit + (processes - 1) x credit` requests through, under twice the limit (60 a minute
+on 3 workers: credit 20, at most 100), and that only when the syncs interleave at their worst.
+The price is the other way round: budget a worker reserved and did not use is not available to
+the others, so near the limit a key can be refused a few requests early. A worker whose allowance
+for a key falls to half the credit calls `wake` (the background refresher syncs at once rather
+than at its next interval), so a burst is rarely refused for want of a sync.
 
 When the store is unreachable the limiter fails open (and says so once in the log): each worker
 then grants itself what is left of the limit as if it were alone. Limits protect the service,
@@ -46,8 +46,6 @@ WINDOW_SECONDS = 60
 # One sync sends at most this many keys per store round trip, so a backlog of thousands of
 # licenses goes out as several small pipelines rather than one large one.
 SYNC_BATCH_KEYS = 64
-# With several processes, a key's credit before its first sync is this fraction of an even share.
-CREDIT_SHARE_FRACTION = 2
 
 # (window number, {key: increment}) -> {key: total in that window after adding}
 AddCounts = Callable[[int, Mapping[str, int]], Mapping[str, int]]
@@ -67,9 +65,7 @@ class _Key:
 
 def credit_for(limit: int, processes: int) -> int:
     """What a process may admit for a key before its first sync (see the module docstring)."""
-    if processes <= 1:
-        return limit
-    return max(1, limit // (CREDIT_SHARE_FRACTION * processes))
+    return max(1, limit // max(1, processes))
 
 
 def overshoot_bound(limit: int, processes: int) -> int:
@@ -94,7 +90,7 @@ class RateLimiter:
         self._window = -1
         self._keys: dict[str, _Key] = {}
         self._failing = False
-        # Called (without the lock) when a key's allowance runs out: asks for a sync now.
+        # Called (without the lock) when a key's allowance runs low: asks for a sync now.
         self.wake: Callable[[], None] | None = None
 
     def hit(self, *keys: str) -> None:
@@ -112,8 +108,8 @@ class RateLimiter:
                         f" {retry_after} s",
                         retry_after=max(1, retry_after),
                     )
-            ran_out = self._add(keys)
-        if ran_out:
+            running_low = self._add(keys)
+        if running_low:
             self._wake()
 
     def allows(self, key: str) -> bool:
@@ -131,8 +127,8 @@ class RateLimiter:
         """
         with self._lock:
             self._current_window(self.clock())
-            ran_out = self._add(keys)
-        if ran_out:
+            running_low = self._add(keys)
+        if running_low:
             self._wake()
 
     def _wake(self) -> None:
@@ -153,14 +149,15 @@ class RateLimiter:
         return state
 
     def _add(self, keys: tuple[str, ...]) -> bool:
-        """Count one request for each key; True when some key's allowance ran out."""
-        ran_out = False
+        """Count one request for each key; True when some key's allowance fell to half the
+        credit (time to sync, before it runs out)."""
+        running_low = False
         for key in keys:
             state = self._key(key)
             state.allowance -= 1
             state.used += 1
-            ran_out = ran_out or state.allowance <= 0
-        return ran_out
+            running_low = running_low or state.allowance <= self.credit // 2
+        return running_low
 
     def sync(self, max_keys: int = SYNC_BATCH_KEYS) -> bool:
         """Top up, through the store, the allowance of every key used or refused since the last

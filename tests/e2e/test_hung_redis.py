@@ -203,7 +203,7 @@ def test_the_license_limit_holds_across_workers_within_its_bound(
     assert set(statuses) <= {200, 429}, statuses
     admitted = statuses.count(200)
     # Each minute the hammering touched lets at most the README's bound through: 60 a minute on
-    # three workers, at most 80.
-    assert overshoot_bound(limit, WORKERS) == 80
-    assert admitted <= 80 * len(windows), admitted
+    # three workers, at most 100 (it was 177).
+    assert overshoot_bound(limit, WORKERS) == 100
+    assert admitted <= 100 * len(windows), admitted
     assert statuses.count(429) > 0
