@@ -40,3 +40,31 @@ def on_starting(server):
         check = [sys.executable, "-m", "deployd.cli.main", "config", "check", "--quiet"]
         if subprocess.run(check, check=False).returncode != 0:
             raise SystemExit(server.WORKER_BOOT_ERROR)
+
+
+# --- Background refresh and graceful shutdown (deployd/refresher.py, deployd/draining.py)
+# On SIGTERM, /readyz answers 503 for this many seconds while requests are still served; then
+# gunicorn's graceful stop (graceful_timeout) begins. 0 stops at once.
+drain_seconds = float(os.environ.get("DEPLOYD_DRAIN_SECONDS", "5"))
+# Every worker shares the rate limits; tell each how many processes share them (times replicas:
+# set DEPLOYD_RATE_LIMIT_PROCESSES yourself when several replicas share one Redis).
+os.environ.setdefault("DEPLOYD_RATE_LIMIT_PROCESSES", str(workers))
+
+
+def when_ready(server):
+    from deployd import draining
+
+    draining.install(server, drain_seconds)
+
+
+def post_worker_init(worker):
+    # Refresh the worker's view in the background from the start, not from its first request.
+    deployd = getattr(worker.wsgi, "extensions", {}).get("deployd")
+    if deployd is not None and deployd.refresher is not None:
+        deployd.refresher.ensure_running()
+
+
+def worker_exit(server, worker):
+    from deployd import refresher
+
+    refresher.stop_all()

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
+from typing import Any
 
 from flask import Flask, g, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from deployd.api import channels, errors, licenses, meta, operator, publish
-from deployd.api.fastpath import FastPath
+from deployd.api.fastpath import FastPath, StartResponse
 from deployd.api.licenses import VALIDATE_PATH, fast_validate
 from deployd.api.operator import SPEC_PATH, fast_spec
 from deployd.api.request import DeploydRequest
@@ -20,26 +22,34 @@ from deployd.store import Store, open_store
 
 logger = logging.getLogger(__name__)
 
+# How long the background refresh and rate-limit sync wait for Redis (connect, then each reply).
+BACKGROUND_STORE_TIMEOUT_SECONDS = 1.0
+
 
 def create_app(settings: Settings | None = None, *, store: Store | None = None) -> Flask:
     """Build the server. Without a store, one is opened from `settings` (Redis or embedded)."""
     settings = settings or settings_from_env()
+    worker_store = store
     if store is None:
         store = open_store(settings)
         if settings.embedded:
             from deployd.publishing import seed_store
 
             seed_store(store, settings.channels_dir)
+            worker_store = store
+        else:
+            # The background refresh's own connections, on short timeouts (deployd.refresher).
+            worker_store = open_store(settings, timeout=BACKGROUND_STORE_TIMEOUT_SECONDS)
     app = Flask(__name__)
     app.request_class = DeploydRequest
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
-    deployd = app.extensions["deployd"] = build_services(settings, store)
+    deployd = app.extensions["deployd"] = build_services(settings, store, worker_store=worker_store)
     for module in (errors, meta, operator, licenses, channels, publish):
         module.init_app(app)
     # Repeat polls are answered from memory before Flask (deployd/api/fastpath.py).
     fast_handlers = {SPEC_PATH: fast_spec, VALIDATE_PATH: fast_validate}
-    app.wsgi_app = FastPath(app.wsgi_app, deployd, fast_handlers)  # type: ignore[method-assign]
+    app.wsgi_app = _ServingFastPath(app.wsgi_app, deployd, fast_handlers)  # type: ignore[method-assign]
     if settings.trusted_proxies:
         # Behind N reverse proxies, the client address is the Nth from the right of X-Forwarded-For.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies)  # type: ignore[method-assign]
@@ -60,3 +70,13 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         return response
 
     return app
+
+
+class _ServingFastPath(FastPath):
+    """FastPath that first makes sure the background refresher runs in the process serving (a
+    gunicorn worker, after the fork)."""
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if self.deployd.refresher is not None:
+            self.deployd.refresher.ensure_running()
+        return super().__call__(environ, start_response)

@@ -71,10 +71,12 @@ class Settings:
     spec_expiry_windows: int = 3
     refresh_interval: float = 0.5
     revocation_max_staleness: float = 300.0
+    ready_max_staleness: float = 10.0
     max_body_bytes: int = 1_048_576
     rate_limit_per_minute: int = 60
     rate_limit_per_address_per_minute: int = 1200
     rate_limit_enabled: bool = True
+    rate_limit_processes: int = 1
     trusted_proxies: int = 0
     license_cache_size: int = 10_000
     channel_cache_size: int = 1000
@@ -106,6 +108,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "DEPLOYD_SPEC_EXPIRY_WINDOWS": ("spec_expiry_windows", _positive_int),
     "DEPLOYD_REFRESH_INTERVAL": ("refresh_interval", _positive_float),
     "DEPLOYD_REVOCATION_MAX_STALENESS": ("revocation_max_staleness", _positive_float),
+    "DEPLOYD_READY_MAX_STALENESS": ("ready_max_staleness", _positive_float),
     "DEPLOYD_MAX_BODY_BYTES": ("max_body_bytes", _positive_int),
     "DEPLOYD_RATE_LIMIT_PER_MINUTE": ("rate_limit_per_minute", _positive_int),
     "DEPLOYD_RATE_LIMIT_PER_ADDRESS_PER_MINUTE": (
@@ -113,6 +116,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
         _positive_int,
     ),
     "DEPLOYD_RATE_LIMIT": ("rate_limit_enabled", _bool),
+    "DEPLOYD_RATE_LIMIT_PROCESSES": ("rate_limit_processes", _positive_int),
     "DEPLOYD_TRUSTED_PROXIES": ("trusted_proxies", int),
     "DEPLOYD_LICENSE_CACHE_SIZE": ("license_cache_size", _positive_int),
     "DEPLOYD_CHANNEL_CACHE_SIZE": ("channel_cache_size", _positive_int),

@@ -17,6 +17,7 @@ from deployd.license_cache import CachedLicenseVerifier
 from deployd.licenses import LicenseVerifier, VerifiedLicense
 from deployd.publishers import load_tokens_file
 from deployd.ratelimit import RateLimiter
+from deployd.refresher import Refresher
 from deployd.signing import SpecSigner, key_id_for, load_public_key_file, public_jwk
 from deployd.specs import SpecCache
 from deployd.state import ServerState
@@ -37,6 +38,7 @@ class Services:
     extra_spec_keys: dict[str, Any] = field(default_factory=dict)
     license_limiter: RateLimiter | None = None
     address_limiter: RateLimiter | None = None
+    refresher: Refresher | None = None
 
     def limit_address(self, address: str | None) -> None:
         """Count a request from `address`; raise RateLimitedError past the per-address limit."""
@@ -205,17 +207,23 @@ def _license_verifier(
     )
 
 
-def build_services(settings: Settings, store: Store) -> Services:
+def build_services(
+    settings: Settings, store: Store, *, worker_store: Store | None = None
+) -> Services:
+    """The services of one app. `worker_store` (default `store`) is the same store on the short
+    timeouts of the background refresh: the state and the rate limiters use it."""
+    worker_store = worker_store or store
     keys = load_keys(settings)
     for message in keys.warnings:
         logger.warning("%s", message)
     logger.info("%s", describe_keys(keys))
     signer, extra, keyring = keys.signer, keys.extra_spec_keys, keys.keyring
     state = ServerState(
-        store,
+        worker_store,
         refresh_interval=settings.refresh_interval,
         revocation_max_staleness=settings.revocation_max_staleness,
         max_channels=settings.channel_cache_size,
+        auto_refresh=False,  # the refresher below refreshes, off the request path
     )
     verifier = CachedLicenseVerifier(
         _license_verifier(settings, keyring, is_revoked=state.is_revoked),
@@ -232,14 +240,22 @@ def build_services(settings: Settings, store: Store) -> Services:
     if not settings.embedded:
         warn_unless_persisted(store)
     services = Services(settings, store, state, keyring, verifier, signer, specs, extra)
+    tasks = [state.background_round]
     if settings.rate_limit_enabled:
-        sync = settings.refresh_interval
+        processes = settings.rate_limit_processes
         services.license_limiter = RateLimiter(
-            store.add_counts, limit=settings.rate_limit_per_minute, sync_interval=sync
+            worker_store.add_counts, limit=settings.rate_limit_per_minute, processes=processes
         )
         services.address_limiter = RateLimiter(
-            store.add_counts, limit=settings.rate_limit_per_address_per_minute, sync_interval=sync
+            worker_store.add_counts,
+            limit=settings.rate_limit_per_address_per_minute,
+            processes=processes,
         )
+        tasks += [services.license_limiter.sync, services.address_limiter.sync]
+    services.refresher = Refresher(tasks, interval=settings.refresh_interval)
+    for limiter in (services.license_limiter, services.address_limiter):
+        if limiter is not None:
+            limiter.wake = services.refresher.wake
     return services
 
 

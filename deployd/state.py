@@ -1,12 +1,15 @@
 """What one server process knows: compiled channels and revoked license ids, kept in memory.
 
-The store is the truth; each process answers from this snapshot and asks the store whether anything
-changed at most once per `refresh_interval` (one cheap read of the generation counter), so the hot
-path costs no store round trip and a publish or revocation is seen within about a second. While the
-store is unreachable the snapshot keeps answering whatever it can, except license checks: the
-revocation list is trusted for `revocation_max_staleness` seconds after the last successful read,
-then `is_revoked` fails closed, so a revocation takes effect within that bound even on a worker
-cut off from the store.
+The store is the truth; each process answers from this snapshot. Inside the server a background
+thread (`deployd.refresher`) calls `background_round()` every `refresh_interval`: it asks the store
+whether anything changed (one cheap read of the generation counter) and reloads the compiled
+channels a publish changed, so requests never wait on the store (`auto_refresh=False`). Only the
+very first view is loaded by a request when the thread has not loaded it yet: a request never sees
+an empty view of a store that has channels. Used on its own (`auto_refresh=True`, the default),
+reads refresh at most once per `refresh_interval` themselves. While the store is unreachable the
+snapshot keeps answering whatever it can, except license checks: the revocation list is trusted for
+`revocation_max_staleness` seconds after the last successful read, then `is_revoked` fails closed,
+so a revocation takes effect within that bound even on a worker cut off from the store.
 
 The store can also lose data or be replaced (deployd/store/__init__.py explains the epoch and the
 sequence floors). `refresh` reads the epoch with the generation; when the epoch changed, or the
@@ -41,14 +44,18 @@ class ServerState:
         refresh_interval: float = 0.5,
         revocation_max_staleness: float = 300.0,
         max_channels: int = 1000,
+        auto_refresh: bool = True,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
         self.refresh_interval = refresh_interval
         self.revocation_max_staleness = revocation_max_staleness
         self.max_channels = max_channels
+        self.auto_refresh = auto_refresh
         self.clock = clock
         self._lock = threading.RLock()
+        # Set only once a refresh has finished (read the store or failed to): a reader that
+        # finds it recent may rely on what that refresh left, never on one still under way.
         self._checked_at = float("-inf")
         self._read_at: float | None = None  # when the store last answered a refresh
         self._generation: int | None = None
@@ -78,16 +85,16 @@ class ServerState:
     def refresh(self, *, force: bool = False) -> None:
         """Pick up publishes and revocations made anywhere since the last look.
 
-        Until the store has answered once, a caller waits for the read under way (the worker has
-        nothing to answer from yet); after that, callers never wait for another's refresh.
+        A refresh counts as done only once it has read the store (or found it unreachable), so a
+        caller that arrives during the very first read waits for it instead of answering from the
+        empty view; after that, callers never wait for another's refresh.
         """
-        loaded = self._read_at is not None
-        if not force and loaded and self.clock() - self._checked_at < self.refresh_interval:
+        if not force and self.clock() - self._checked_at < self.refresh_interval:
             return
         with self._lock:
             if not force and self.clock() - self._checked_at < self.refresh_interval:
                 return
-            self._checked_at = self.clock()
+            started = self.clock()
             try:
                 self._sync()
             except StoreUnavailableError as e:
@@ -95,7 +102,9 @@ class ServerState:
                     logger.warning("store unreachable, serving cached state: %s", e.message)
                 self.store_error = e.message
                 return
-            self._read_at = self._checked_at
+            finally:
+                self._checked_at = started
+            self._read_at = started
             if self.store_error is not None:
                 logger.info("store reachable again")
                 self.store_error = None
@@ -202,8 +211,48 @@ class ServerState:
                 " an operator runs `deployd store restore FILE` or `deployd store init`"
             )
 
+    def _fresh_enough(self) -> None:
+        """What a read does first: refresh itself when used on its own; inside the server, where
+        the background thread refreshes, wait only for the very first view (see `first_view`)."""
+        if self.auto_refresh:
+            self.refresh()
+        elif self._checked_at == float("-inf"):
+            self.first_view()
+
+    def first_view(self) -> None:
+        """Load the first view unless some refresh has finished already (loaded, or found the
+        store unreachable). Concurrent callers wait for that one load, not for one each."""
+        if self._checked_at != float("-inf"):
+            return
+        with self._lock:
+            if self._checked_at == float("-inf"):
+                self.refresh(force=True)
+
+    def background_round(self) -> bool:
+        """One round of the background thread: refresh, then compile again the channels kept in
+        memory that a publish changed, so requests find them ready. True when the store answered."""
+        self.refresh(force=True)
+        try:
+            kept = [(name, compiled[0]) for name, compiled in list(self._compiled.items())]
+        except RuntimeError:  # reordered by a request meanwhile: reload on the next round
+            kept = []
+        for name, compiled_sequence in kept:
+            if not self.store_reachable:
+                break
+            if self._sequences.get(name, compiled_sequence) > compiled_sequence:
+                try:
+                    self._load(name)
+                except StoreUnavailableError:
+                    return False  # requests answer from the older version meanwhile
+        return self.store_reachable
+
+    def view_age(self) -> float | None:
+        """Seconds since the store last answered a refresh; None when it never did."""
+        read_at = self._read_at
+        return None if read_at is None else max(0.0, self.clock() - read_at)
+
     def channel_names(self) -> list[str]:
-        self.refresh()
+        self._fresh_enough()
         return sorted(self._sequences)
 
     def channel(self, name: str) -> tuple[int, Channel] | None:
@@ -212,7 +261,7 @@ class ServerState:
         Raises StoreUnavailableError only when the channel was never loaded and the store is
         down, StoreUninitializedError while the store is not initialised.
         """
-        self.refresh()
+        self._fresh_enough()
         self._check_initialized()
         sequence = self._sequences.get(name)
         compiled = self._compiled.get(name)
@@ -226,16 +275,29 @@ class ServerState:
             except KeyError:  # evicted meanwhile by another thread
                 pass
             return compiled
+        if not self.auto_refresh and self.store_error is not None:
+            # The background thread finds the store unreachable: answer now, don't wait on it.
+            if compiled is not None:
+                return compiled
+            raise StoreUnavailableError(self.store_error)
+        try:
+            return self._load(name)
+        except StoreUnavailableError:
+            if compiled is not None:
+                return compiled
+            raise
+
+    def _load(self, name: str) -> tuple[int, Channel] | None:
+        """Read and compile channel `name` from the store, and keep it (the store is read without
+        the lock held, so a slow read holds up no other thread)."""
+        record = self.store.get_channel(name)
+        if record is None:
+            return None
+        compiled = (record.sequence, channel_from_document(record.document, filename=name))
         with self._lock:
-            try:
-                record = self.store.get_channel(name)
-            except StoreUnavailableError:
-                if compiled is not None:
-                    return compiled
-                raise
-            if record is None:
-                return None
-            compiled = (record.sequence, channel_from_document(record.document, filename=name))
+            kept = self._compiled.get(name)
+            if kept is not None and kept[0] > compiled[0]:
+                return kept
             self._note_sequences({name: record.sequence})
             self._compiled[name] = compiled
             self._compiled.move_to_end(name)
@@ -250,7 +312,7 @@ class ServerState:
         never read or was last read more than `revocation_max_staleness` seconds ago, and
         StoreUninitializedError while the store is not initialised.
         """
-        self.refresh()
+        self._fresh_enough()
         self._check_initialized()
         read_at = self._read_at
         stale = read_at is None or self.clock() - read_at > self.revocation_max_staleness

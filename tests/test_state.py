@@ -263,3 +263,26 @@ def test_a_request_during_the_first_load_waits_for_it_instead_of_finding_nothing
         releaser.cancel()
     assert second is not None and second[1].name == "a"
     assert first and first[0] is not None
+
+
+def test_under_a_background_driver_reads_never_touch_the_store_after_the_first_view(store, clock):
+    state = ServerState(store, auto_refresh=False, clock=clock)
+    assert state.channel("a")[0] == 1  # the first view, loaded by this first read
+    publish(store, "a", "  - version: 1.3.0\n    chart: {version: 0.13.0}\n")
+    reads = store.reads
+    clock.now += 60
+    assert state.channel("a")[0] == 1, "a read refreshed: only the background round may"
+    assert state.background_round()
+    assert store.reads == reads + 1, "the changed channel is compiled by the background round"
+    assert state.channel("a")[0] == 2
+    assert store.reads == reads + 1
+
+    store.down = True
+    assert not state.background_round()
+    assert not state.store_reachable
+    assert state.channel("a")[0] == 2
+    with pytest.raises(StoreUnavailableError):
+        state.channel("b")  # never loaded: no answer while the store is unreachable
+    assert state.view_age() == 0
+    clock.now += 5
+    assert state.view_age() == 5

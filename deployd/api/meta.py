@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from flask import Blueprint, Flask, Response, jsonify
 
-from deployd.errors import NotFoundError, StoreUnavailableError, StoreUninitializedError
+from deployd import draining
+from deployd.errors import NotFoundError
 from deployd.services import services
 
 bp = Blueprint("meta", __name__)
@@ -21,18 +23,49 @@ def healthz() -> Response:
 
 @bp.get("/readyz")
 def readyz() -> Response:
+    """Whether to send this worker traffic, from what it holds: never a store round trip, so it
+    answers at once while Redis hangs. 503 while shutting down (deployd.draining), while the
+    background refresh finds the store unreachable, or when its view is older than
+    DEPLOYD_READY_MAX_STALENESS seconds; the body always says how old the view is."""
     deployd = services()
-    try:
-        deployd.store.ping()
-    except StoreUnavailableError as e:
-        raise StoreUnavailableError(f"not ready: {e.message}") from e
-    deployd.state.refresh(force=True)
-    if deployd.state.uninitialized:
-        raise StoreUninitializedError(
+    state = deployd.state
+    state.first_view()  # only a worker's very first request waits for its first view
+    age = state.view_age()
+    report = {
+        "store": "reachable" if state.store_reachable else "unreachable",
+        "viewAgeSeconds": _seconds(age),
+        "revocationsAgeSeconds": _seconds(age),
+        "channels": len(state.channel_names()),
+    }
+    if draining.draining():
+        return _not_ready("shutting_down", "the server is shutting down", report)
+    if not state.store_reachable:
+        return _not_ready("store_unavailable", f"not ready: {state.store_error}", report)
+    if state.uninitialized:
+        return _not_ready(
+            "store_uninitialized",
             "not ready: the store is not initialised (Redis lost its data or is new); run"
-            " `deployd store restore FILE` or `deployd store init`"
+            " `deployd store restore FILE` or `deployd store init`",
+            report,
         )
-    return jsonify({"status": "ready", "channels": len(deployd.state.channel_names())})
+    limit = deployd.settings.ready_max_staleness
+    if age is None or age > limit:
+        return _not_ready(
+            "view_stale", f"the worker's view of the store is older than {limit:g} s", report
+        )
+    return jsonify({"status": "ready", **report})
+
+
+def _seconds(age: float | None) -> float | None:
+    return None if age is None else round(age, 3)
+
+
+def _not_ready(code: str, message: str, report: dict[str, Any]) -> Response:
+    status = "shutting_down" if code == "shutting_down" else "not_ready"
+    response = jsonify({"error": {"code": code, "message": message}, "status": status, **report})
+    response.status_code = 503
+    response.headers["Retry-After"] = "5"
+    return response
 
 
 @bp.get("/.well-known/jwks.json")

@@ -261,12 +261,14 @@ class Store(Protocol):
         """The record of the active publisher whose token has this SHA-256, or None."""
 
 
-def open_store(settings: Settings) -> Store:
-    """The store `settings` names: Redis when `redis_url` is set, else an empty memory store."""
+def open_store(settings: Settings, *, timeout: float | None = None) -> Store:
+    """The store `settings` names: Redis when `redis_url` is set, else an empty memory store.
+
+    `timeout`: seconds a Redis connect or reply is awaited (default: RedisStore.from_url's)."""
     if settings.redis_url:
         from deployd.store.redis import RedisStore
 
-        return RedisStore.from_url(settings.redis_url)
+        return RedisStore.from_url(settings.redis_url, timeout=timeout)
     from deployd.store.memory import MemoryStore
 
     return MemoryStore()

@@ -92,19 +92,22 @@ class RedisStore:
         self.server = _server_of(client)
 
     @classmethod
-    def from_url(cls, url: str, *, prefix: str = "deployd:") -> RedisStore:
+    def from_url(
+        cls, url: str, *, prefix: str = "deployd:", timeout: float | None = None
+    ) -> RedisStore:
         """A store on `url` (redis://, rediss:// or unix://) that fails fast when Redis is away.
 
         Connecting gives up after 1 s and a reply is awaited 2 s, then the call raises
         StoreUnavailableError: never retried here, since callers already decide what to do
         without the store (serve from cache, fail the command) and a retried timeout only doubles
         the wait. A connection that died while idle in the pool is replaced when next used.
+        `timeout` replaces both limits (a worker's background refresh uses a short one).
         """
         try:
             client = redis.Redis.from_url(
                 url,
-                socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
-                socket_timeout=READ_TIMEOUT_SECONDS,
+                socket_connect_timeout=timeout or CONNECT_TIMEOUT_SECONDS,
+                socket_timeout=timeout or READ_TIMEOUT_SECONDS,
                 health_check_interval=HEALTH_CHECK_SECONDS,
                 retry=Retry(NoBackoff(), 0),
             )

@@ -8,7 +8,9 @@ import yaml
 def test_healthz_and_readyz(client):
     assert client.get("/healthz").get_json() == {"status": "ok"}
     ready = client.get("/readyz").get_json()
-    assert ready == {"status": "ready", "channels": 2}
+    assert (ready["status"], ready["store"], ready["channels"]) == ("ready", "reachable", 2)
+    assert 0 <= ready["viewAgeSeconds"] < 10
+    assert 0 <= ready["revocationsAgeSeconds"] < 10
 
 
 def test_jwks_lists_spec_and_license_keys(client, app):

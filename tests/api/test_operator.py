@@ -17,6 +17,14 @@ from tests import jwt_forge
 CHANNEL_URL = "/api/v1/operator/channel"
 
 
+def wait_until(predicate, timeout: float = 30.0) -> None:
+    """Wait for the worker's background refresh to show a change (a generous deadline)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"not seen within {timeout} s"
+        time.sleep(0.01)
+
+
 def basic(token: str, user: str = "license") -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"{user}:{token}".encode()).decode()}
 
@@ -111,10 +119,15 @@ def test_publish_is_seen(client, license, store):
     publish_channel(
         store, parse_channel_text(text, filename="stable.yaml"), source=text, publisher="test"
     )
-    time.sleep(0.02)
+    # The worker's background refresh picks it up.
+    wait_until(
+        lambda: (
+            client.get(CHANNEL_URL, headers=basic(license)).get_json()["metadata"]["sequence"]
+            == "2"
+        )
+    )
     spec = client.get(CHANNEL_URL, headers=basic(license)).get_json()
     assert spec["metadata"]["release"] == "1.3.0"
-    assert spec["metadata"]["sequence"] == "2"
 
 
 def test_anonymous_channel_when_configured(tmp_path, settings, store):
@@ -202,7 +215,7 @@ def test_revoked_license_is_refused(client, kit, store):
     assert client.get(CHANNEL_URL, headers=basic(token)).status_code == 200
     jti = jwt.decode(token, options={"verify_signature": False})["jti"]
     store.revoke(jti, reason="test")
-    time.sleep(0.02)
+    wait_until(lambda: client.get(CHANNEL_URL, headers=basic(token)).status_code != 200)
     assert error_of(client.get(CHANNEL_URL, headers=basic(token))) == (403, "revoked")
 
 

@@ -63,7 +63,9 @@ class GunicornServer:
 
     def start(self, log_dir: Path) -> None:
         self.log_path = log_dir / f"gunicorn-{self.port}.log"
-        env = {**os.environ, **self.env, "PORT": str(self.port), "HOST": "127.0.0.1"}
+        # No drain on SIGTERM unless a test asks for one (tests/e2e/test_shutdown.py).
+        env = {"DEPLOYD_DRAIN_SECONDS": "0", **os.environ, **self.env}
+        env.update(PORT=str(self.port), HOST="127.0.0.1")
         env["WEB_CONCURRENCY"] = str(self.workers)
         self._log = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop)
         self.process = subprocess.Popen(
