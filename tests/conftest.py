@@ -1,10 +1,20 @@
 import os
 
 import pytest
+from hypothesis import settings
 
 from tests.redis_server import real_redis, redis_server  # noqa: F401  (fixtures)
 
 _ran_on_real_redis = 0
+
+# Property tests: a quick look while developing, a thorough one in CI (HYPOTHESIS_PROFILE picks
+# either; CI=true picks "ci"). Tests that must stay small (schemathesis against the app) set
+# their own max_examples.
+settings.register_profile("dev", max_examples=30)
+settings.register_profile("ci", max_examples=300)
+settings.load_profile(
+    os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev")
+)
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:

@@ -1168,7 +1168,7 @@ def test_the_schema_refuses_what_the_parser_refuses(change: dict[str, Any]) -> N
 YAMLISH = st.text(alphabet="-:[]{}&*!|>'\"#%@`,? \n\tab01.\\~", max_size=200)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(deadline=None)
 @given(st.one_of(st.text(max_size=300), st.binary(max_size=300), YAMLISH))
 def test_the_parser_only_ever_raises_channel_validation_errors(text: str | bytes) -> None:
     try:
@@ -1187,7 +1187,7 @@ JSONISH = st.recursive(
 )
 
 
-@settings(max_examples=100, deadline=None)
+@settings(deadline=None)
 @given(
     st.dictionaries(st.sampled_from(sorted(["name", "chart", "values", "releases", "x"])), JSONISH)
 )
@@ -1234,7 +1234,7 @@ def release_documents() -> st.SearchStrategy[dict[str, Any]]:
     )
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(release_documents(), min_size=1, max_size=5, unique_by=lambda r: r["version"]))
 def test_valid_channels_round_trip_through_their_document_and_yaml(
     releases: list[dict[str, Any]],

@@ -110,7 +110,7 @@ def test_inputs_the_fuzzers_found_are_refused_cleanly(
 def test_random_credentials_and_headers_never_cause_a_server_error(served):
     client, license, _ = served
 
-    @settings(max_examples=300, deadline=None)
+    @settings(deadline=None)
     @given(
         authorization=st.none()
         | header_values
@@ -167,7 +167,7 @@ def _json_text(value) -> str:
 def test_random_json_bodies_never_cause_a_server_error(served, publisher):
     client, license, _ = served
 
-    @settings(max_examples=300, deadline=None)
+    @settings(deadline=None)
     @given(
         body=st.one_of(
             st.binary(max_size=200),
@@ -194,7 +194,7 @@ def test_the_cached_verifier_only_ever_raises_license_errors(served):
     _, license, kit = served
     verifier = CachedLicenseVerifier(LicenseVerifier(KeyRing.from_dir(kit.keys_dir)))
 
-    @settings(max_examples=300, deadline=None)
+    @settings(deadline=None)
     @given(prefix=st.integers(0, len(license)), noise=any_text)
     def check(prefix, noise):
         try:
