@@ -1,4 +1,4 @@
-"""gunicorn settings for deployd (checked in; `Procfile` and the README use it)."""
+"""gunicorn settings for deployd (checked in; `Procfile` and docs/operating.md use it)."""
 
 import multiprocessing
 import os
@@ -6,7 +6,7 @@ import os
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
 # gevent workers: a connection costs a greenlet, not a worker, so clients that send their request
 # slowly (slowloris) cannot hold every worker while pollers wait; sync and gthread workers can be
-# held (README, "Slow clients"). gunicorn monkey-patches each worker before it loads the app, so
+# held (docs/operating.md, "Slow clients"). gunicorn monkey-patches each worker before it loads the app, so
 # redis-py and deployd's threads cooperate: never set preload_app, and start threads or import
 # deployd in hooks that run after the app is loaded (post_worker_init), not in the master.
 worker_class = "gevent"

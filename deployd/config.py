@@ -89,7 +89,7 @@ class Settings:
         return self.redis_url is None
 
 
-# env var -> (setting, coercer). README's config table mirrors this list.
+# env var -> (setting, coercer). The configuration table in docs/operating.md mirrors this list.
 ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "REDIS_URL": ("redis_url", _str_or_none),
     "DEPLOYD_CHANNELS_DIR": ("channels_dir", str),

@@ -282,7 +282,7 @@ def warn_unless_persisted(store: Store) -> None:
     elif not persistence.persisted:
         logger.warning(
             "Redis persists nothing (%s): a restart loses every channel, revocation and"
-            " publisher; turn on appendonly (README, Running in production)",
+            " publisher; turn on appendonly (docs/operating.md, Redis durability)",
             persistence.description,
         )
     else:
