@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from deployd.channels import Channel, Release
-from deployd.selection import select_release
+from deployd.channels.selection import select_release
 from deployd.signing import SpecSigner
 from deployd.timestamps import rfc3339
 

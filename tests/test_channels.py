@@ -32,7 +32,7 @@ from deployd.errors import ChannelValidationError, Problem
 from deployd.semver import Version
 
 REPO = Path(__file__).resolve().parent.parent
-SCHEMA_PATH = REPO / "deployd" / "schema" / "channel.schema.json"
+SCHEMA_PATH = REPO / "deployd" / "channels" / "schema" / "channel.schema.json"
 SAMPLES = sorted((REPO / "channels").glob("*.yaml"))
 
 GOOD = """\

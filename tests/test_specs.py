@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 import deployd.specs
 from deployd.channels import Channel, channel_from_document
 from deployd.errors import NotFoundError
-from deployd.selection import select_release
+from deployd.channels.selection import select_release
 from deployd.signing import SpecSigner
 from deployd.specs import MAX_REMEMBERED_VERSION_CHARS, SpecCache
 

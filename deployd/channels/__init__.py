@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 from yaml.constructor import SafeConstructor
 
-from deployd import charts
+from deployd.channels import charts
 from deployd.errors import ChannelValidationError, Problem
 from deployd.merge import deep_merge
 from deployd.semver import Version
@@ -43,7 +43,7 @@ RELEASE_KEYS = frozenset(
     {"version", "chart", "values", "releasedAt", "notes", "required", "rollout"}
 )
 CHART_KEYS = frozenset({"url", "name", "version", "path"})
-# What each chart value must be besides a non-empty string (deployd/charts.py).
+# What each chart value must be besides a non-empty string (deployd/channels/charts.py).
 _CHART_VALUE_CHECKS: dict[str, Callable[[str], str | None]] = {
     "url": charts.url_problem,
     "version": charts.version_problem,
