@@ -19,8 +19,8 @@ import redis
 import yaml
 
 from deployd.channels import channel_digest, channel_from_document, parse_channel_text
-from deployd.keys import generate_private_key
-from deployd.licenses import issue_license
+from deployd.licensing.keyring import generate_private_key
+from deployd.licensing.tokens import issue_license
 from deployd.publishing import publish_channel
 from deployd.signing import write_key_pair
 from deployd.store import ChannelRecord

@@ -12,9 +12,9 @@ from flask import current_app
 
 from deployd.config import DEV_KEYS_DIR, Settings, exit_on_config_error, settings_from_env
 from deployd.errors import ConfigError, StoreUnavailableError
-from deployd.keys import KeyRing, is_dev_key
-from deployd.license_cache import CachedLicenseVerifier
-from deployd.licenses import LicenseVerifier, VerifiedLicense
+from deployd.licensing.keyring import KeyRing, is_dev_key
+from deployd.licensing.cache import CachedLicenseVerifier
+from deployd.licensing.tokens import LicenseVerifier, VerifiedLicense
 from deployd.publishers import load_tokens_file
 from deployd.ratelimit import RateLimiter
 from deployd.signing import SpecSigner, key_id_for, load_public_key_file, public_jwk

@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 
 from deployd.channels import channel_from_document, parse_channel_text
 from deployd.errors import ChannelValidationError, LicenseError
-from deployd.keys import KeyRing, generate_private_key
-from deployd.licenses import LicenseVerifier
+from deployd.licensing.keyring import KeyRing, generate_private_key
+from deployd.licensing.tokens import LicenseVerifier
 from deployd.signing import KEY_ID, SpecSigner, public_jwk, write_key_pair
 from tests import jwt_forge
 from tests.factories import CHANNEL_YAML

@@ -19,8 +19,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from deployd.errors import BadRequestError, KeyFileError, LicenseError
-from deployd.keys import KeyRing, RingKey, generate_private_key
-from deployd.licenses import (
+from deployd.licensing.keyring import KeyRing, RingKey, generate_private_key
+from deployd.licensing.tokens import (
     MAX_TOKEN_BYTES,
     LicenseVerifier,
     VerifiedLicense,

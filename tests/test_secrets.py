@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from deployd.app import create_app
 from deployd.config import Settings
 from deployd.errors import KeyFileError
-from deployd.keys import generate_private_key
+from deployd.licensing.keyring import generate_private_key
 from deployd.logs import JsonFormatter
 from deployd.publishers import new_token, token_hash
 from deployd.publishing import seed_store

@@ -20,7 +20,7 @@ from werkzeug.http import parse_etags
 from deployd.api.auth import license_from_authorization, license_from_request
 from deployd.api.fastpath import Answer, content_length
 from deployd.errors import LicenseError, NotFoundError
-from deployd.licenses import VerifiedLicense
+from deployd.licensing.tokens import VerifiedLicense
 from deployd.services import Services, services
 from deployd.specs import RenderedSpec
 

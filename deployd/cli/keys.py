@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from deployd.errors import ConfigError, KeyFileError
-from deployd.keys import ALGORITHMS, generate_private_key
+from deployd.licensing.keyring import ALGORITHMS, generate_private_key
 from deployd.signing import KEY_ID, write_key_pair
 
 

@@ -10,7 +10,7 @@ from datetime import timedelta
 import jwt
 import pytest
 
-from deployd.keys import generate_private_key
+from deployd.licensing.keyring import generate_private_key
 from deployd.signing import SpecSigner, verify_signature
 from tests import jwt_forge
 

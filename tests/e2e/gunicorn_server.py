@@ -13,7 +13,7 @@ from pathlib import Path
 
 import requests
 
-from deployd.keys import generate_private_key
+from deployd.licensing.keyring import generate_private_key
 from deployd.publishing import seed_store
 from deployd.signing import write_key_pair
 from deployd.store.redis import RedisStore

@@ -22,7 +22,7 @@ from deployd.app import create_app
 from deployd.channels import parse_channel_text
 from deployd.cli.main import main
 from deployd.config import Settings
-from deployd.keys import generate_private_key
+from deployd.licensing.keyring import generate_private_key
 from deployd.publishers import token_hash
 from deployd.publishing import publish_channel, seed_store
 from deployd.signing import write_key_pair

@@ -20,7 +20,7 @@ import jwt
 
 from deployd.channels import NAME_PATTERN
 from deployd.errors import BadRequestError, ConfigError, LicenseError
-from deployd.keys import ALGORITHMS, KeyRing, algorithm_for
+from deployd.licensing.keyring import ALGORITHMS, KeyRing, algorithm_for
 from deployd.signing import key_id_for, load_private_key_file
 
 MAX_TOKEN_BYTES = 8192
