@@ -22,7 +22,7 @@ from deployd.channels import channel_digest, channel_from_document, parse_channe
 from deployd.licensing.keyring import generate_private_key
 from deployd.licensing.tokens import issue_license
 from deployd.publishing import publish_channel
-from deployd.signing import write_key_pair
+from deployd.specs.signing import write_key_pair
 from deployd.store import ChannelRecord
 from deployd.store.redis import (
     CHANNEL,

@@ -17,8 +17,8 @@ from deployd.licensing.cache import CachedLicenseVerifier
 from deployd.licensing.tokens import LicenseVerifier, VerifiedLicense
 from deployd.publishers import load_tokens_file
 from deployd.ratelimit import RateLimiter
-from deployd.signing import SpecSigner, key_id_for, load_public_key_file, public_jwk
-from deployd.specs import SpecCache
+from deployd.specs.signing import SpecSigner, key_id_for, load_public_key_file, public_jwk
+from deployd.specs.rendering import SpecCache
 from deployd.state import ServerState
 from deployd.store import Store
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from deployd.licensing.keyring import generate_private_key
 from deployd.licensing.tokens import issue_license
-from deployd.signing import write_key_pair
+from deployd.specs.signing import write_key_pair
 
 CHANNEL_YAML = """\
 name: {name}

@@ -19,7 +19,7 @@ from deployd.licensing.keyring import generate_private_key
 from deployd.licensing.tokens import issue_license
 from deployd.publishing import seed_store
 from deployd.services import check_configuration
-from deployd.signing import write_key_pair
+from deployd.specs.signing import write_key_pair
 from deployd.store.memory import MemoryStore
 from tests.api.test_operator import basic
 from tests.factories import make_license_kit, write_channels

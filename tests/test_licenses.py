@@ -29,7 +29,7 @@ from deployd.licensing.tokens import (
     parse_duration,
     token_hash,
 )
-from deployd.signing import write_key_pair
+from deployd.specs.signing import write_key_pair
 
 DROP = object()  # a claim value meaning "leave this claim out"
 ALG_OF = {"ed": "EdDSA", "ec": "ES256", "rsa": "RS256", "old": "EdDSA", "impostor": "EdDSA"}

@@ -25,7 +25,7 @@ from deployd.licensing.keyring import generate_private_key
 from deployd.logs import JsonFormatter
 from deployd.publishers import new_token, token_hash
 from deployd.publishing import seed_store
-from deployd.signing import write_key_pair
+from deployd.specs.signing import write_key_pair
 from deployd.store.memory import MemoryStore
 from deployd.store.redis import RedisStore
 from tests import jwt_forge

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from deployd.errors import ConfigError, KeyFileError
 from deployd.licensing.keyring import ALGORITHMS, generate_private_key
-from deployd.signing import KEY_ID, write_key_pair
+from deployd.specs.signing import KEY_ID, write_key_pair
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

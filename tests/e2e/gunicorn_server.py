@@ -15,7 +15,7 @@ import requests
 
 from deployd.licensing.keyring import generate_private_key
 from deployd.publishing import seed_store
-from deployd.signing import write_key_pair
+from deployd.specs.signing import write_key_pair
 from deployd.store.redis import RedisStore
 from tests.factories import LicenseKit, make_license_kit, write_channels
 from tests.redis_server import free_port

@@ -19,7 +19,7 @@ from typing import Any
 
 from deployd.channels import Channel, Release
 from deployd.channels.selection import select_release
-from deployd.signing import SpecSigner
+from deployd.specs.signing import SpecSigner
 from deployd.timestamps import rfc3339
 
 
