@@ -26,7 +26,7 @@ from yaml.constructor import SafeConstructor
 
 from deployd.channels import charts
 from deployd.errors import ChannelValidationError, Problem
-from deployd.merge import deep_merge
+from deployd.values import deep_merge
 from deployd.semver import Version
 
 MAX_TEXT_BYTES = 1024 * 1024

@@ -42,7 +42,7 @@ from deployd.client.licensing import license_channel
 from deployd.client.merge import RELEASE_PIN_KEY, DesiredState, desired_state
 from deployd.client.reconcilers import Reconciler
 from deployd.client.verify import VerifiedSpec, verify_spec
-from deployd.merge import deep_merge
+from deployd.values import deep_merge
 
 logger = logging.getLogger(__name__)
 

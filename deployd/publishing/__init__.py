@@ -30,7 +30,7 @@ from deployd.errors import (
     PreconditionFailedError,
     Problem,
 )
-from deployd.merge import deep_merge
+from deployd.values import deep_merge
 from deployd.semver import Version
 from deployd.store import ChannelRecord, Store
 
