@@ -33,7 +33,7 @@ from deployd.store.redis import (
     REVOKED,
     RedisStore,
 )
-from deployd.timestamps import utc_now
+from deployd.protocol import utc_now
 
 PIPELINE_CHUNK = 2_000
 

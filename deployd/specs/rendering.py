@@ -20,7 +20,7 @@ from typing import Any
 from deployd.channels import Channel, Release
 from deployd.channels.selection import select_release
 from deployd.specs.signing import SpecSigner
-from deployd.timestamps import rfc3339
+from deployd.protocol import rfc3339
 
 
 @dataclass(frozen=True)

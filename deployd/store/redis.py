@@ -52,7 +52,7 @@ from deployd.store import (
     revocation_entry,
     uninitialized,
 )
-from deployd.timestamps import utc_now
+from deployd.protocol import utc_now
 
 CHANNELS = "channels"
 CHANNEL = "channel:"
