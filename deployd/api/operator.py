@@ -107,7 +107,7 @@ def _find_spec(
     sequence, channel = found
     now = time.time()
     if pinned is None:
-        return deployd.specs.rendering.select(
+        return deployd.specs.select(
             channel,
             sequence=sequence,
             customer=customer,
@@ -117,7 +117,7 @@ def _find_spec(
     release = channel.release(pinned)
     if release is None:
         raise NotFoundError(f"channel {name!r} has no release {pinned!r}", code="unknown_release")
-    return deployd.specs.rendering.get(channel, release, sequence=sequence, now=now)
+    return deployd.specs.get(channel, release, sequence=sequence, now=now)
 
 
 def spec_headers(spec: RenderedSpec) -> list[tuple[str, str]]:
