@@ -24,7 +24,9 @@ from tests import jwt_forge
 from tests.factories import CHANNEL_YAML
 
 SCHEMA = json.loads(
-    (Path(__file__).resolve().parents[1] / "deployd/channels/schema/channel.schema.json").read_text()
+    (
+        Path(__file__).resolve().parents[1] / "deployd/channels/schema/channel.schema.json"
+    ).read_text()
 )
 VALID_CHANNEL = CHANNEL_YAML.format(name="stable")
 BASE64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"

@@ -10,7 +10,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, rsa
 
 from deployd.errors import ConfigError, KeyFileError, LicenseError
-from deployd.licensing.keyring import ALGORITHMS, KeyRing, RingKey, algorithm_for, generate_private_key
+from deployd.licensing.keyring import (
+    ALGORITHMS,
+    KeyRing,
+    RingKey,
+    algorithm_for,
+    generate_private_key,
+)
 from deployd.specs.signing import load_private_key_file, public_jwk, write_key_pair
 
 

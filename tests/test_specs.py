@@ -9,10 +9,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import deployd.specs.rendering
 from deployd.channels import Channel, channel_from_document
-from deployd.errors import NotFoundError
 from deployd.channels.selection import select_release
-from deployd.specs.signing import SpecSigner
+from deployd.errors import NotFoundError
 from deployd.specs.rendering import MAX_REMEMBERED_VERSION_CHARS, SpecCache
+from deployd.specs.signing import SpecSigner
 
 WINDOW = 86_400
 NOW = 1_800_000_000.0 - 1_800_000_000.0 % WINDOW + 100  # 100 s into a window

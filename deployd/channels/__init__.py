@@ -26,8 +26,8 @@ from yaml.constructor import SafeConstructor
 
 from deployd.channels import charts
 from deployd.errors import ChannelValidationError, Problem
-from deployd.values import deep_merge
 from deployd.semver import Version
+from deployd.values import deep_merge
 
 MAX_TEXT_BYTES = 1024 * 1024
 MAX_DEPTH = 32

@@ -30,9 +30,9 @@ from deployd.errors import (
     PreconditionFailedError,
     Problem,
 )
-from deployd.values import deep_merge
 from deployd.semver import Version
 from deployd.store import ChannelRecord, Store
+from deployd.values import deep_merge
 
 logger = logging.getLogger(__name__)
 

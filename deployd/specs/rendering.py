@@ -19,8 +19,8 @@ from typing import Any
 
 from deployd.channels import Channel, Release
 from deployd.channels.selection import select_release
-from deployd.specs.signing import SpecSigner
 from deployd.protocol import rfc3339
+from deployd.specs.signing import SpecSigner
 
 
 @dataclass(frozen=True)

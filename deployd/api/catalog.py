@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Flask, Response, jsonify, request
 
 from deployd.api.auth import license_from_request
-from deployd.api.publish import carries_publisher_token, require_publisher
+from deployd.api.publishing import carries_publisher_token, require_publisher
 from deployd.channels import Channel
 from deployd.errors import LicenseError, NotFoundError
 from deployd.services import services
