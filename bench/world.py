@@ -19,11 +19,11 @@ import redis
 import yaml
 
 from deployd.channels import channel_digest, channel_from_document, parse_channel_text
+from deployd.keyfiles import write_key_pair
 from deployd.licensing.keyring import generate_private_key
 from deployd.licensing.tokens import issue_license
 from deployd.protocol import utc_now
 from deployd.publishing import publish_channel
-from deployd.specs.signing import write_key_pair
 from deployd.store import ChannelRecord
 from deployd.store.redis import (
     CHANNEL,

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from deployd.keyfiles import write_key_pair
 from deployd.licensing.keyring import generate_private_key
 from deployd.licensing.tokens import issue_license
-from deployd.specs.signing import write_key_pair
 
 CHANNEL_YAML = """\
 name: {name}

@@ -17,9 +17,10 @@ from hypothesis import strategies as st
 
 from deployd.channels import channel_from_document, parse_channel_text
 from deployd.errors import ChannelValidationError, LicenseError
+from deployd.keyfiles import KEY_ID, write_key_pair
 from deployd.licensing.keyring import KeyRing, generate_private_key
 from deployd.licensing.tokens import LicenseVerifier
-from deployd.specs.signing import KEY_ID, SpecSigner, public_jwk, write_key_pair
+from deployd.specs.signing import SpecSigner, public_jwk
 from tests import jwt_forge
 from tests.factories import CHANNEL_YAML
 

@@ -6,8 +6,8 @@ import argparse
 from pathlib import Path
 
 from deployd.errors import ConfigError, KeyFileError
+from deployd.keyfiles import KEY_ID, write_key_pair
 from deployd.licensing.keyring import ALGORITHMS, generate_private_key
-from deployd.specs.signing import KEY_ID, write_key_pair
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
