@@ -23,6 +23,7 @@ from deployd.errors import (
     NotFoundError,
     Problem,
 )
+from deployd.protocol import CHANNELS_PATH, LICENSES_PATH
 from deployd.publishers import (
     PROMOTE,
     PUBLISH,
@@ -160,7 +161,7 @@ def _channel_from_body(name: str) -> tuple[Channel, str]:
     return channel_from_document(document, filename=filename, expected_name=name), text
 
 
-@bp.put("/api/v1/channels/<name>")
+@bp.put(CHANNELS_PATH + "/<name>")
 def publish(name: str) -> Response:
     publisher = require_publisher(PUBLISH, name)
     expected_sequence = _expected_sequence()
@@ -182,7 +183,7 @@ def _current(name: str):
     return record
 
 
-@bp.get("/api/v1/channels/<name>/document")
+@bp.get(CHANNELS_PATH + "/<name>/document")
 def current_document(name: str) -> Response:
     require_publisher()
     record = _current(name)
@@ -191,7 +192,7 @@ def current_document(name: str) -> Response:
     return response
 
 
-@bp.get("/api/v1/channels/<name>/history")
+@bp.get(CHANNELS_PATH + "/<name>/history")
 def history(name: str) -> Response:
     require_publisher()
     records = services().store.history(name)
@@ -206,7 +207,7 @@ def history(name: str) -> Response:
     )
 
 
-@bp.get("/api/v1/channels/<name>/history/<int:sequence>")
+@bp.get(CHANNELS_PATH + "/<name>/history/<int:sequence>")
 def history_entry(name: str, sequence: int) -> Response:
     require_publisher()
     record = services().store.history_entry(name, sequence)
@@ -223,7 +224,7 @@ def _positive_int(payload: dict[str, Any], key: str) -> int:
     return value
 
 
-@bp.post("/api/v1/channels/<name>/rollback")
+@bp.post(CHANNELS_PATH + "/<name>/rollback")
 def rollback(name: str) -> Response:
     publisher = require_publisher(ROLLBACK, name)
     sequence = _positive_int(_json_object(), "sequence")
@@ -237,7 +238,7 @@ def rollback(name: str) -> Response:
     return _outcome(result, rolledBackTo=sequence)
 
 
-@bp.post("/api/v1/channels/<name>/promote")
+@bp.post(CHANNELS_PATH + "/<name>/promote")
 def promote(name: str) -> Response:
     # The target changes; reading the source needs no scope.
     publisher = require_publisher(PROMOTE, name)
@@ -272,7 +273,7 @@ def promote(name: str) -> Response:
     )
 
 
-@bp.post("/api/v1/licenses/<jti>/revoke")
+@bp.post(LICENSES_PATH + "/<jti>/revoke")
 def revoke_license(jti: str) -> Response:
     publisher = require_publisher(REVOKE)
     if len(jti) > MAX_JTI_LENGTH or not jti.isprintable():

@@ -20,7 +20,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from deployd.errors import KeyFileError
 from deployd.keyfiles import key_id_for, load_private_key_file, write_key_pair
 
-SIGNATURE_HEADER = "Deployd-Signature"
 _PARAM = re.compile(r'\s*([a-z]+)="([^"]*)"\s*(?:,|$)')
 
 
