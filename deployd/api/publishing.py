@@ -13,7 +13,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
-from deployd.api.auth import authorization_header
+from deployd.api.auth import authorization_header, bearer_token
 from deployd.api.request import RefusedJSON, load_json
 from deployd.channels import DOCUMENT_FIELD, Channel, channel_from_document, parse_channel_text
 from deployd.errors import (
@@ -31,7 +31,6 @@ from deployd.publishers import (
     ROLLBACK,
     Publisher,
     PublisherAuthenticator,
-    bearer_token,
     is_publisher_token,
     require_scope,
     static_publishers,

@@ -15,7 +15,7 @@ Credentials from before scopes existed (store records and tokens-file lines with
 development token) are ``admin``. `require_scope` is the one check every publisher endpoint makes.
 """
 
-from deployd.publishers.authenticator import PublisherAuthenticator, bearer_token
+from deployd.publishers.authenticator import PublisherAuthenticator
 from deployd.publishers.scopes import (
     ACTIONS,
     ADMIN,
@@ -58,7 +58,6 @@ __all__ = [
     "PublisherAuthenticator",
     "ScopeError",
     "Scopes",
-    "bearer_token",
     "check_publisher_name",
     "dev_token",
     "is_publisher_token",

@@ -11,16 +11,6 @@ from deployd.publishers.tokens import is_publisher_token, token_hash
 from deployd.store import Store
 
 
-def bearer_token(authorization: str | None) -> str | None:
-    """The credentials of a ``Bearer`` Authorization header value, else None."""
-    if authorization is None:
-        return None
-    scheme, _, credentials = authorization.strip().partition(" ")
-    if scheme.lower() != "bearer":
-        return None
-    return credentials.strip() or None
-
-
 class PublisherAuthenticator:
     """Tells which publisher a token belongs to: the static table first, then the store.
 
