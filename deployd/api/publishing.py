@@ -39,9 +39,11 @@ from deployd.publishing import (
     PublishResult,
     outcome_dict,
     promote_release,
+    promotion_dict,
     publish_channel,
     record_dict,
     rollback_channel,
+    rollback_dict,
 )
 from deployd.services import services
 
@@ -99,10 +101,11 @@ def _expected_sequence() -> int | None:
     return int(match.group(1))
 
 
-def _outcome(result: PublishResult, **extra: Any) -> Response:
-    """The answer to any write: the channel's current record and whether it changed."""
+def _outcome(result: PublishResult, body: dict[str, Any] | None = None) -> Response:
+    """The answer to any write: `body` (by default the channel's current record and whether it
+    changed), 201 for a channel's first sequence, its ETag."""
     record = result.record
-    body = {**outcome_dict(result), **extra}
+    body = body if body is not None else outcome_dict(result)
     created = result.changed and record.sequence == 1
     response = jsonify(body)
     response.status_code = 201 if created else 200
@@ -234,7 +237,7 @@ def rollback(name: str) -> Response:
         publisher=publisher.name,
         expected_sequence=_expected_sequence(),
     )
-    return _outcome(result, rolledBackTo=sequence)
+    return _outcome(result, rollback_dict(result, sequence))
 
 
 @bp.post(CHANNELS_PATH + "/<name>/promote")
@@ -265,11 +268,7 @@ def promote(name: str) -> Response:
         pin_values=pin_values,
         expected_sequence=_expected_sequence(),
     )
-    return _outcome(
-        promotion.result,
-        promoted={"from": source, "version": promotion.version},
-        valuesDiffer=promotion.values_differ,
-    )
+    return _outcome(promotion.result, promotion_dict(promotion, source))
 
 
 @bp.post(LICENSES_PATH + "/<jti>/revoke")

@@ -15,7 +15,12 @@ from deployd.publishing.publish import (
     rollback_channel,
     seed_store,
 )
-from deployd.publishing.responses import outcome_dict, record_dict
+from deployd.publishing.responses import (
+    outcome_dict,
+    promotion_dict,
+    record_dict,
+    rollback_dict,
+)
 from deployd.publishing.sources import channel_sources, document_source
 
 __all__ = [
@@ -27,10 +32,12 @@ __all__ = [
     "document_source",
     "outcome_dict",
     "promote_release",
+    "promotion_dict",
     "publish_channel",
     "publish_channels",
     "record_dict",
     "rollback_channel",
+    "rollback_dict",
     "seed_store",
     "summarize",
 ]

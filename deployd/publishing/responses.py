@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from deployd.publishing.promotion import Promotion
 from deployd.publishing.publish import PublishResult
 from deployd.store import ChannelRecord
 
@@ -35,4 +36,19 @@ def outcome_dict(result: PublishResult) -> dict[str, Any]:
         "summary": record.summary,
         "publishedAt": record.published_at,
         "publisher": record.publisher,
+    }
+
+
+def rollback_dict(result: PublishResult, sequence: int) -> dict[str, Any]:
+    """The answer to a rollback: the write's answer and the sequence rolled back to."""
+    return {**outcome_dict(result), "rolledBackTo": sequence}
+
+
+def promotion_dict(promotion: Promotion, source: str) -> dict[str, Any]:
+    """The answer to a promotion from channel `source`: the target's write, the release promoted
+    and the values paths whose effective value differs from the source's."""
+    return {
+        **outcome_dict(promotion.result),
+        "promoted": {"from": source, "version": promotion.version},
+        "valuesDiffer": promotion.values_differ,
     }
