@@ -8,7 +8,7 @@ number of nodes (counting every alias expansion, so YAML bombs stop early) are c
 """
 
 from deployd.channels.checks import channel_from_document, parse_channel_text
-from deployd.channels.files import load_channel_file, load_channel_paths
+from deployd.channels.files import load_channel_file, load_channel_paths, load_channel_sources
 from deployd.channels.model import (
     DOCUMENT_FIELD,
     NAME_PATTERN,
@@ -40,5 +40,6 @@ __all__ = [
     "integer_too_long",
     "load_channel_file",
     "load_channel_paths",
+    "load_channel_sources",
     "parse_channel_text",
 ]

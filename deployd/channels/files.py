@@ -14,6 +14,11 @@ from deployd.errors import ChannelValidationError, Problem
 
 def load_channel_file(path: str | PathLike[str]) -> Channel:
     """Read and validate one channel file; its `name:` must be the file's stem."""
+    return read_channel_file(path)[0]
+
+
+def read_channel_file(path: str | PathLike[str]) -> tuple[Channel, str]:
+    """Read and validate one channel file once: the channel and the text it was parsed from."""
     path = Path(path)
     try:
         with path.open("rb") as handle:
@@ -24,7 +29,8 @@ def load_channel_file(path: str | PathLike[str]) -> Channel:
         raise ChannelValidationError(
             [Problem(str(path), None, DOCUMENT_FIELD, f"cannot read the file: {reason}")]
         ) from e
-    return parse_channel_text(data, filename=str(path), expected_name=path.stem)
+    channel = parse_channel_text(data, filename=str(path), expected_name=path.stem)
+    return channel, data.decode("utf-8")
 
 
 def load_channel_paths(paths: Iterable[str | PathLike[str]]) -> list[Channel]:
@@ -34,6 +40,11 @@ def load_channel_paths(paths: Iterable[str | PathLike[str]]) -> list[Channel]:
     ChannelValidationError with the problems of every file. Channels come back in the order
     their paths were given, directories sorted by file name.
     """
+    return [channel for channel, _text in load_channel_sources(paths)]
+
+
+def load_channel_sources(paths: Iterable[str | PathLike[str]]) -> list[tuple[Channel, str]]:
+    """As `load_channel_paths`, each channel with the text it was parsed from (read once)."""
     problems: list[Problem] = []
     files: list[Path] = []
     seen_files: set[Path] = set()
@@ -59,11 +70,11 @@ def load_channel_paths(paths: Iterable[str | PathLike[str]]) -> list[Channel]:
                 seen_files.add(file.resolve())
                 files.append(file)
 
-    channels: list[Channel] = []
+    channels: list[tuple[Channel, str]] = []
     defined_in: dict[str, Path] = {}
     for file in files:
         try:
-            channel = load_channel_file(file)
+            channel, text = read_channel_file(file)
         except ChannelValidationError as e:
             problems.extend(e.problems)
             continue
@@ -72,7 +83,7 @@ def load_channel_paths(paths: Iterable[str | PathLike[str]]) -> list[Channel]:
             problems.append(Problem(str(file), None, "name", message))
             continue
         defined_in[channel.name] = file
-        channels.append(channel)
+        channels.append((channel, text))
     if problems:
         raise ChannelValidationError(problems)
     return channels

@@ -8,54 +8,16 @@ from typing import Any
 
 import yaml
 
-from deployd.channels import (
-    DOCUMENT_FIELD,
-    Channel,
-    load_channel_paths,
-    parse_channel_text,
-)
-from deployd.errors import (
-    ChannelValidationError,
-    Problem,
-)
+from deployd.channels import Channel, load_channel_sources
 
 
 def channel_sources(paths: Iterable[str | Path]) -> list[tuple[Channel, str]]:
-    """Every channel under `paths` with the text it was parsed from (all-or-nothing).
+    """Every channel under `paths` with the text it was parsed from (all-or-nothing); each file
+    is read and parsed once, so the channel and the source kept with it cannot disagree.
 
     Raises ChannelValidationError listing the problems of every file.
     """
-    paths = [Path(p) for p in paths]
-    items = []
-    for loaded in load_channel_paths(paths):
-        file = _file_of(loaded.name, paths)
-        # Parse again the very bytes kept as the source, so the two can never disagree even if
-        # the file is being edited meanwhile.
-        try:
-            data = file.read_bytes()
-        except OSError as e:
-            problem = Problem(
-                str(file), None, DOCUMENT_FIELD, f"cannot read the file: {e.strerror}"
-            )
-            raise ChannelValidationError([problem]) from e
-        channel = parse_channel_text(data, filename=str(file), expected_name=loaded.name)
-        items.append((channel, data.decode("utf-8")))
-    return items
-
-
-def _file_of(name: str, paths: list[Path]) -> Path:
-    """The file `load_channel_paths` read channel `name` from (its stem is always the name)."""
-    for path in paths:
-        if path.is_dir():
-            candidates = [path / f"{name}.yaml", path / f"{name}.yml"]
-        else:
-            candidates = [path] if path.stem == name else []
-        for candidate in candidates:
-            if candidate.is_file():
-                return candidate
-    raise ChannelValidationError(
-        [Problem(name, None, DOCUMENT_FIELD, "the channel's file disappeared while being read")]
-    )
+    return load_channel_sources(paths)
 
 
 def document_source(document: Mapping[str, Any]) -> str:
