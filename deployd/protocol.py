@@ -14,7 +14,6 @@ PINNED_SPEC_PATH = SPEC_PATH + "/release/<release_id>"
 VALIDATE_PATH = "/api/v1/licenses/validate"
 LICENSES_PATH = "/api/v1/licenses"
 CHANNELS_PATH = "/api/v1/channels"
-JWKS_PATH = "/.well-known/jwks.json"
 
 # Headers. The operator sends the release it runs; every spec carries its detached signature.
 CURRENT_VERSION_HEADER = "Deployd-Current-Version"
