@@ -11,7 +11,7 @@ from deployd.channels import (
 )
 from deployd.semver import Version
 
-# What a release is when its document leaves the key out (DESIGN.md, Channel YAML).
+# What a release is when its document leaves the key out (README, *Channel files*).
 _RELEASE_DEFAULTS = {"rollout": 100, "required": False}
 
 

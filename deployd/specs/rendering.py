@@ -1,7 +1,8 @@
 """Spec rendering: (channel, sequence, release, time window) -> exact body, ETag, signature.
 
 A rendered spec is byte-identical for every request inside its time window, so ETags and caches
-hold; `issuedAt` and `expires` move only when the window does (DESIGN.md, contract).
+hold; `issuedAt` and `expires` move only when the window does (`DEPLOYD_SPEC_WINDOW_SECONDS`;
+README, *Configuration*; docs/security.md, *Freeze*).
 
 Both caches here are keyed by the channel's sequence and the window, so a publish (a new
 sequence) or a new window is a new key: nothing is ever invalidated in place, and stale entries
