@@ -6,9 +6,10 @@ import os
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
 # gevent workers: a connection costs a greenlet, not a worker, so clients that send their request
 # slowly (slowloris) cannot hold every worker while pollers wait; sync and gthread workers can be
-# held (docs/operating.md, "Slow clients"). gunicorn monkey-patches each worker before it loads the app, so
-# redis-py and deployd's threads cooperate: never set preload_app, and start threads or import
-# deployd in hooks that run after the app is loaded (post_worker_init), not in the master.
+# held (docs/operating.md, "Slow clients"). gunicorn monkey-patches each worker before it loads
+# the app, so redis-py and deployd's threads cooperate: never set preload_app, and start threads
+# or import deployd in hooks that run after the app is loaded (post_worker_init), not in the
+# master.
 worker_class = "gevent"
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2))
 # Connections a worker serves at once; past that it stops accepting until one closes.

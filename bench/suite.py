@@ -33,10 +33,9 @@ from bench.world import (
     make_keys,
     publish_yaml,
 )
+from deployd.protocol import SPEC_PATH, VALIDATE_PATH
 from deployd.store.redis import RedisStore
 
-SPEC_PATH = "/api/v1/operator/channel"
-VALIDATE_PATH = "/api/v1/licenses/validate"
 CHANNELS = ["stable", "beta", "edge"]
 # Responses carry these per connection or per moment; the baseline sends everything else verbatim.
 TRANSPORT_HEADERS = {"date", "server", "connection", "content-length", "transfer-encoding"}

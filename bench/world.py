@@ -19,10 +19,11 @@ import redis
 import yaml
 
 from deployd.channels import channel_digest, channel_from_document, parse_channel_text
-from deployd.keys import generate_private_key
-from deployd.licenses import issue_license
+from deployd.keyfiles import write_key_pair
+from deployd.licensing.keyring import generate_private_key
+from deployd.licensing.tokens import issue_license
+from deployd.protocol import utc_now
 from deployd.publishing import publish_channel
-from deployd.signing import write_key_pair
 from deployd.store import ChannelRecord
 from deployd.store.redis import (
     CHANNEL,
@@ -33,7 +34,6 @@ from deployd.store.redis import (
     REVOKED,
     RedisStore,
 )
-from deployd.timestamps import utc_now
 
 PIPELINE_CHUNK = 2_000
 

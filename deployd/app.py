@@ -9,7 +9,7 @@ from typing import Any
 from flask import Flask, g, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from deployd.api import channels, errors, licenses, meta, operator, publish
+from deployd.api import catalog, error_handlers, licenses, meta, operator, publishing
 from deployd.api.fastpath import FastPath, StartResponse
 from deployd.api.licenses import VALIDATE_PATH, fast_validate
 from deployd.api.operator import SPEC_PATH, fast_spec
@@ -45,7 +45,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
     deployd = app.extensions["deployd"] = build_services(settings, store, worker_store=worker_store)
-    for module in (errors, meta, operator, licenses, channels, publish):
+    for module in (error_handlers, meta, operator, licenses, catalog, publishing):
         module.init_app(app)
     # Repeat polls are answered from memory before Flask (deployd/api/fastpath.py).
     fast_handlers = {SPEC_PATH: fast_spec, VALIDATE_PATH: fast_validate}

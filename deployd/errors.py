@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-# The license validation vocabulary (DESIGN.md, contract) and the status each code answers with.
+# The license validation codes (the `code` of 401/403 errors and of /api/v1/licenses/validate;
+# README, *HTTP API*) and the status each code answers with.
 LICENSE_CODES: dict[str, int] = {
     "missing": 401,
     "malformed": 401,

@@ -62,11 +62,3 @@ class Version:
         if self.build:
             text += "+" + self.build
         return text
-
-
-def is_semver(text: str) -> bool:
-    try:
-        Version.parse(text)
-    except ValueError:
-        return False
-    return True

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from deployd.keys import generate_private_key
-from deployd.licenses import issue_license
-from deployd.signing import write_key_pair
+from deployd.keyfiles import write_key_pair
+from deployd.licensing.keyring import generate_private_key
+from deployd.licensing.tokens import issue_license
 
 CHANNEL_YAML = """\
 name: {name}

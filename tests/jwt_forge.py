@@ -8,7 +8,7 @@ import json
 import time
 from typing import Any
 
-from deployd.signing import b64url
+from deployd.specs.signing import b64url
 
 
 def segment(obj: dict[str, Any]) -> str:

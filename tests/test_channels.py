@@ -32,7 +32,7 @@ from deployd.errors import ChannelValidationError, Problem
 from deployd.semver import Version
 
 REPO = Path(__file__).resolve().parent.parent
-SCHEMA_PATH = REPO / "deployd" / "schema" / "channel.schema.json"
+SCHEMA_PATH = REPO / "deployd" / "channels" / "schema" / "channel.schema.json"
 SAMPLES = sorted((REPO / "channels").glob("*.yaml"))
 
 GOOD = """\
@@ -1103,7 +1103,7 @@ def test_every_schema_property_is_described() -> None:
 
 
 def test_the_schema_lists_the_same_keys_as_the_parser() -> None:
-    from deployd.channels import CHANNEL_KEYS, CHART_KEYS, RELEASE_KEYS
+    from deployd.channels.model import CHANNEL_KEYS, CHART_KEYS, RELEASE_KEYS
 
     defs = schema()["$defs"]
     assert set(schema()["properties"]) == CHANNEL_KEYS

@@ -19,7 +19,9 @@ from deployd.channels import channel_from_document, parse_channel_text
 from deployd.errors import ChannelValidationError
 
 SCHEMA = json.loads(
-    (Path(__file__).resolve().parents[1] / "deployd/schema/channel.schema.json").read_text()
+    (
+        Path(__file__).resolve().parents[1] / "deployd/channels/schema/channel.schema.json"
+    ).read_text()
 )
 DIGEST = "sha256:" + "c6841b3a895f1444a6738b5d04564a57e860ce42f8519c3be807fb6d9bee7888"
 REPO = {"name": "server", "version": "1.0.0"}

@@ -17,14 +17,17 @@ from hypothesis import strategies as st
 
 from deployd.channels import channel_from_document, parse_channel_text
 from deployd.errors import ChannelValidationError, LicenseError
-from deployd.keys import KeyRing, generate_private_key
-from deployd.licenses import LicenseVerifier
-from deployd.signing import KEY_ID, SpecSigner, public_jwk, write_key_pair
+from deployd.keyfiles import KEY_ID, write_key_pair
+from deployd.licensing.keyring import KeyRing, generate_private_key
+from deployd.licensing.tokens import LicenseVerifier
+from deployd.specs.signing import SpecSigner, public_jwk
 from tests import jwt_forge
 from tests.factories import CHANNEL_YAML
 
 SCHEMA = json.loads(
-    (Path(__file__).resolve().parents[1] / "deployd/schema/channel.schema.json").read_text()
+    (
+        Path(__file__).resolve().parents[1] / "deployd/channels/schema/channel.schema.json"
+    ).read_text()
 )
 VALID_CHANNEL = CHANNEL_YAML.format(name="stable")
 BASE64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"

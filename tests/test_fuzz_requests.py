@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 from deployd.app import create_app
 from deployd.config import Settings
 from deployd.errors import LicenseError
-from deployd.keys import KeyRing
-from deployd.license_cache import CachedLicenseVerifier
-from deployd.licenses import LicenseVerifier
+from deployd.licensing.cache import CachedLicenseVerifier
+from deployd.licensing.keyring import KeyRing
+from deployd.licensing.tokens import LicenseVerifier
 from deployd.publishers import new_token, token_hash
 from deployd.publishing import seed_store
 from deployd.store.memory import MemoryStore

@@ -10,8 +10,15 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, rsa
 
 from deployd.errors import ConfigError, KeyFileError, LicenseError
-from deployd.keys import ALGORITHMS, KeyRing, RingKey, algorithm_for, generate_private_key
-from deployd.signing import load_private_key_file, public_jwk, write_key_pair
+from deployd.keyfiles import load_private_key_file, write_key_pair
+from deployd.licensing.keyring import (
+    ALGORITHMS,
+    KeyRing,
+    RingKey,
+    algorithm_for,
+    generate_private_key,
+)
+from deployd.specs.signing import public_jwk
 
 
 def write_public_key(path, private_key) -> None:

@@ -10,9 +10,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from deployd.errors import LicenseError
-from deployd.keys import KeyRing
-from deployd.license_cache import CachedLicenseVerifier
-from deployd.licenses import LicenseVerifier
+from deployd.licensing.cache import CachedLicenseVerifier
+from deployd.licensing.keyring import KeyRing
+from deployd.licensing.tokens import LicenseVerifier
 from tests import jwt_forge
 from tests.factories import make_license_kit
 

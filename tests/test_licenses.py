@@ -19,8 +19,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from deployd.errors import BadRequestError, KeyFileError, LicenseError
-from deployd.keys import KeyRing, RingKey, generate_private_key
-from deployd.licenses import (
+from deployd.keyfiles import write_key_pair
+from deployd.licensing.keyring import KeyRing, RingKey, generate_private_key
+from deployd.licensing.tokens import (
     MAX_TOKEN_BYTES,
     LicenseVerifier,
     VerifiedLicense,
@@ -29,7 +30,6 @@ from deployd.licenses import (
     parse_duration,
     token_hash,
 )
-from deployd.signing import write_key_pair
 
 DROP = object()  # a claim value meaning "leave this claim out"
 ALG_OF = {"ed": "EdDSA", "ec": "ES256", "rsa": "RS256", "old": "EdDSA", "impostor": "EdDSA"}

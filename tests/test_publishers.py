@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from deployd.api.auth import bearer_token
 from deployd.errors import BadRequestError, ConfigError, PublisherAuthError
 from deployd.publishers import (
     DEV_PUBLISHER,
@@ -18,7 +19,6 @@ from deployd.publishers import (
     PublisherAuthenticator,
     ScopeError,
     Scopes,
-    bearer_token,
     check_publisher_name,
     dev_token,
     is_publisher_token,

@@ -6,6 +6,7 @@ import dataclasses
 import re
 
 import pytest
+import yaml
 
 from deployd.channels import channel_digest, parse_channel_text
 from deployd.cli.main import main
@@ -187,6 +188,21 @@ def test_channel_sources_pairs_each_channel_with_its_text(tmp_path):
         ("stable", (directory / "stable.yaml").read_text()),
         ("alpha", extra.read_text()),
     ]
+
+
+def test_channel_sources_parses_each_file_once(tmp_path, monkeypatch):
+    directory = write_channels(tmp_path / "channels", ("stable", "beta"))
+    composed = []
+    compose = yaml.compose
+
+    def counting_compose(stream, *args, **kwargs):
+        composed.append(stream)
+        return compose(stream, *args, **kwargs)
+
+    monkeypatch.setattr(yaml, "compose", counting_compose)
+    items = channel_sources([directory])
+    assert [text for _channel, text in items] == composed
+    assert len(composed) == 2
 
 
 def test_channel_sources_reports_the_problems_of_every_file(tmp_path):

@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from deployd.channels import Channel, Release, channel_from_document, load_channel_file
+from deployd.channels.selection import admits, rollout_bucket, select_release
 from deployd.errors import NotFoundError
-from deployd.selection import admits, rollout_bucket, select_release
 
 STABLE_SAMPLE = Path(__file__).resolve().parent.parent / "channels" / "stable.yaml"
 LICENSES = [f"lic-{i:05d}" for i in range(2000)]

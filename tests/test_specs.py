@@ -7,12 +7,12 @@ import json
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-import deployd.specs
+import deployd.specs.rendering
 from deployd.channels import Channel, channel_from_document
+from deployd.channels.selection import select_release
 from deployd.errors import NotFoundError
-from deployd.selection import select_release
-from deployd.signing import SpecSigner
-from deployd.specs import MAX_REMEMBERED_VERSION_CHARS, SpecCache
+from deployd.specs.rendering import MAX_REMEMBERED_VERSION_CHARS, SpecCache
+from deployd.specs.signing import SpecSigner
 
 WINDOW = 86_400
 NOW = 1_800_000_000.0 - 1_800_000_000.0 % WINDOW + 100  # 100 s into a window
@@ -53,7 +53,7 @@ def selections(monkeypatch) -> list[tuple]:
         calls.append((customer, current_version))
         return select_release(ch, customer=customer, current_version=current_version)
 
-    monkeypatch.setattr(deployd.specs, "select_release", counting)
+    monkeypatch.setattr(deployd.specs.rendering, "select_release", counting)
     return calls
 
 

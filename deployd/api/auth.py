@@ -1,4 +1,8 @@
-"""Reading credentials off a request: the license (operators) from Basic or Bearer auth."""
+"""Reading credentials off a request: one Authorization header parser for every credential.
+
+Operators send their license with HTTP Basic (user `license`) or as a Bearer token; publishers
+send their publisher token as a Bearer token. Both are read by `parse_authorization`.
+"""
 
 from __future__ import annotations
 
@@ -27,6 +31,24 @@ def _checked_size(value: str | None) -> str | None:
     return value
 
 
+def parse_authorization(value: str | None) -> tuple[str, str] | None:
+    """The scheme (lowercased) and credentials of an Authorization header value; None when the
+    header is missing or blank. A header over MAX_AUTHORIZATION_BYTES is refused (431)."""
+    value = _checked_size(value)
+    if value is None or not value.strip():
+        return None
+    scheme, _, credentials = value.strip().partition(" ")
+    return scheme.lower(), credentials.strip()
+
+
+def bearer_token(value: str | None) -> str | None:
+    """The credentials of a ``Bearer`` Authorization header value, else None."""
+    parsed = parse_authorization(value)
+    if parsed is None or parsed[0] != "bearer":
+        return None
+    return parsed[1] or None
+
+
 def license_from_request(request: Request) -> str | None:
     """The unverified license a request carries, or None when it carries no credentials.
 
@@ -37,12 +59,10 @@ def license_from_request(request: Request) -> str | None:
 
 def license_from_authorization(value: str | None) -> str | None:
     """The unverified license in an Authorization header value (as `license_from_request`)."""
-    value = _checked_size(value)
-    if value is None or not value.strip():
+    parsed = parse_authorization(value)
+    if parsed is None:
         return None
-    scheme, _, credentials = value.strip().partition(" ")
-    scheme = scheme.lower()
-    credentials = credentials.strip()
+    scheme, credentials = parsed
     if scheme == "bearer":
         return credentials or None
     if scheme != "basic":

@@ -16,11 +16,11 @@ from flask import Blueprint, Flask, Response, request
 from deployd.api.fastpath import Answer, content_length
 from deployd.api.request import RefusedJSON, load_json
 from deployd.errors import BadRequestError, LicenseError
+from deployd.protocol import VALIDATE_PATH
 from deployd.services import Services, services
 
 bp = Blueprint("licenses", __name__)
 
-VALIDATE_PATH = "/api/v1/licenses/validate"
 # The fast path reads bodies up to this size itself (a license is at most 8 KB); Flask the rest.
 MAX_FAST_BODY_BYTES = 16_384
 

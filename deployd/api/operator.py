@@ -20,16 +20,16 @@ from werkzeug.http import parse_etags
 from deployd.api.auth import license_from_authorization, license_from_request
 from deployd.api.fastpath import Answer, content_length
 from deployd.errors import LicenseError, NotFoundError
-from deployd.licenses import VerifiedLicense
+from deployd.licensing.tokens import VerifiedLicense
+from deployd.protocol import CURRENT_VERSION_HEADER, PINNED_SPEC_PATH, SIGNATURE_HEADER, SPEC_PATH
 from deployd.services import Services, services
-from deployd.specs import RenderedSpec
+from deployd.specs.rendering import RenderedSpec
 
 bp = Blueprint("operator", __name__)
 
-SPEC_PATH = "/api/v1/operator/channel"
-CURRENT_VERSION_HEADER = "Deployd-Current-Version"
 SPEC_CACHE_CONTROL = "private, no-cache"
-SPEC_VARY = "Authorization, Deployd-Current-Version"
+SPEC_VARY = f"Authorization, {CURRENT_VERSION_HEADER}"
+_CURRENT_VERSION_ENVIRON = "HTTP_" + CURRENT_VERSION_HEADER.upper().replace("-", "_")
 # The only query the fast path reads itself; anything else is parsed by Flask.
 _CHANNEL_QUERY = re.compile(r"channel=([a-z0-9][a-z0-9-]{0,62})")
 
@@ -40,7 +40,7 @@ def channel_spec() -> Response:
     return _serve_spec(pinned=None)
 
 
-@bp.get(SPEC_PATH + "/release/<release_id>")
+@bp.get(PINNED_SPEC_PATH)
 def pinned_spec(release_id: str) -> Response:
     return _serve_spec(pinned=release_id)
 
@@ -126,7 +126,7 @@ def spec_headers(spec: RenderedSpec) -> list[tuple[str, str]]:
         ("ETag", spec.etag),
         ("Cache-Control", SPEC_CACHE_CONTROL),
         ("Vary", SPEC_VARY),
-        ("Deployd-Signature", spec.signature),
+        (SIGNATURE_HEADER, spec.signature),
     ]
 
 
@@ -160,7 +160,7 @@ def fast_spec(deployd: Services, environ: dict[str, Any]) -> Answer | None:
         name,
         customer,
         pinned=None,
-        current_version=environ.get("HTTP_DEPLOYD_CURRENT_VERSION") or None,
+        current_version=environ.get(_CURRENT_VERSION_ENVIRON) or None,
     )
     # The answer is decided; counting it is the only change the fast path makes.
     deployd.count_request(address, license)

@@ -6,8 +6,8 @@ import argparse
 from pathlib import Path
 
 from deployd.errors import ConfigError, KeyFileError
-from deployd.keys import ALGORITHMS, generate_private_key
-from deployd.signing import KEY_ID, write_key_pair
+from deployd.keyfiles import KEY_ID, write_key_pair
+from deployd.licensing.keyring import ALGORITHMS, generate_private_key
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -16,12 +16,12 @@ COMMAND_MODULES = [
     "deployd.cli.serve",
     "deployd.cli.config",
     "deployd.cli.keys",
-    "deployd.cli.license",
+    "deployd.cli.licenses",
     "deployd.cli.agent",
-    "deployd.cli.channels",
+    "deployd.cli.channel_files",
     "deployd.cli.publish",
     "deployd.cli.history",
-    "deployd.cli.publisher",
+    "deployd.cli.publishers",
     "deployd.cli.store",
 ]
 

@@ -15,6 +15,7 @@ import requests
 
 from deployd import __version__
 from deployd.errors import ChannelValidationError, ConfigError, DeploydError, Problem
+from deployd.protocol import CHANNELS_PATH, LICENSES_PATH
 
 TOKEN_ENV = "DEPLOYD_PUBLISHER_TOKEN"
 SERVER_ENV = "DEPLOYD_SERVER"
@@ -60,7 +61,7 @@ class PublisherClient:
 
     def document(self, name: str) -> dict[str, Any] | None:
         """The channel's current record (document, source, sequence...), or None if it is new."""
-        response = self._call("GET", f"/api/v1/channels/{_segment(name)}/document", missing_ok=True)
+        response = self._call("GET", f"{CHANNELS_PATH}/{_segment(name)}/document", missing_ok=True)
         return response.json() if response is not None else None
 
     def publish(self, name: str, source: str, *, expected_sequence: int | None) -> dict[str, Any]:
@@ -71,7 +72,7 @@ class PublisherClient:
             headers["If-Match"] = f'"{expected_sequence}"'
         response = self._call(
             "PUT",
-            f"/api/v1/channels/{_segment(name)}",
+            f"{CHANNELS_PATH}/{_segment(name)}",
             data=source.encode("utf-8"),
             headers=headers,
         )
@@ -79,16 +80,16 @@ class PublisherClient:
 
     def history(self, name: str) -> list[dict[str, Any]]:
         """History entries, oldest first."""
-        response = self._call("GET", f"/api/v1/channels/{_segment(name)}/history")
+        response = self._call("GET", f"{CHANNELS_PATH}/{_segment(name)}/history")
         return list(reversed(response.json()["history"]))
 
     def history_entry(self, name: str, sequence: int) -> dict[str, Any]:
-        response = self._call("GET", f"/api/v1/channels/{_segment(name)}/history/{sequence}")
+        response = self._call("GET", f"{CHANNELS_PATH}/{_segment(name)}/history/{sequence}")
         return response.json()
 
     def rollback(self, name: str, sequence: int) -> dict[str, Any]:
         response = self._call(
-            "POST", f"/api/v1/channels/{_segment(name)}/rollback", json={"sequence": sequence}
+            "POST", f"{CHANNELS_PATH}/{_segment(name)}/rollback", json={"sequence": sequence}
         )
         return response.json()
 
@@ -98,12 +99,12 @@ class PublisherClient:
         body: dict[str, Any] = {"from": source, "version": version, "pinValues": pin_values}
         if rollout is not None:
             body["rollout"] = rollout
-        response = self._call("POST", f"/api/v1/channels/{_segment(target)}/promote", json=body)
+        response = self._call("POST", f"{CHANNELS_PATH}/{_segment(target)}/promote", json=body)
         return response.json()
 
     def revoke_license(self, jti: str, *, reason: str) -> dict[str, Any]:
         response = self._call(
-            "POST", f"/api/v1/licenses/{_segment(jti)}/revoke", json={"reason": reason}
+            "POST", f"{LICENSES_PATH}/{_segment(jti)}/revoke", json={"reason": reason}
         )
         return response.json()
 

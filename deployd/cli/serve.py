@@ -13,8 +13,8 @@ from deployd.logs import configure_logging
 if TYPE_CHECKING:
     from flask import Flask
 
-# As in gunicorn.conf.py (docs/operating.md, "Slow clients"): gevent workers, so a connection costs a greenlet
-# rather than a thread, and a 5 s deadline for a request head.
+# As in gunicorn.conf.py (docs/operating.md, "Slow clients"): gevent workers, so a connection
+# costs a greenlet rather than a thread, and a 5 s deadline for a request head.
 WORKER_CLASS = "gevent"
 WORKER_CONNECTIONS = 1000
 KEEPALIVE_SECONDS = 5

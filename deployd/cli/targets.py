@@ -1,10 +1,10 @@
 """Where the publisher commands act: a deployd server over HTTP, or its Redis directly.
 
-Both targets answer in the shape of the HTTP API (`deployd.publishing.record_dict` and
-`outcome_dict`), so a command prints the same lines whichever it talks to. A server is the
-usual target (`--server URL` with a publisher token): it checks the token and records its
-name. Writing into Redis directly (`--redis-url`) needs no server but trusts whoever can reach
-Redis, and records the `--publisher` name given.
+Both targets answer with the shapes the HTTP API answers with, built by the same functions
+(`deployd.publishing.responses`), so a command prints the same lines whichever it talks to.
+A server is the usual target (`--server URL` with a publisher token): it checks the token and
+records its name. Writing into Redis directly (`--redis-url`) needs no server but trusts whoever
+can reach Redis, and records the `--publisher` name given.
 """
 
 from __future__ import annotations
@@ -23,9 +23,11 @@ from deployd.errors import ConfigError, NotFoundError
 from deployd.publishing import (
     outcome_dict,
     promote_release,
+    promotion_dict,
     publish_channel,
     record_dict,
     rollback_channel,
+    rollback_dict,
 )
 from deployd.store import Store
 
@@ -125,7 +127,7 @@ class StoreTarget:
 
     def rollback(self, name: str, sequence: int) -> dict[str, Any]:
         result = rollback_channel(self.store, name, sequence, publisher=self.publisher)
-        return {**outcome_dict(result), "rolledBackTo": sequence}
+        return rollback_dict(result, sequence)
 
     def promote(
         self, *, source: str, target: str, version: str, rollout: int | None, pin_values: bool
@@ -139,11 +141,7 @@ class StoreTarget:
             rollout=rollout,
             pin_values=pin_values,
         )
-        return {
-            **outcome_dict(promotion.result),
-            "promoted": {"from": source, "version": promotion.version},
-            "valuesDiffer": promotion.values_differ,
-        }
+        return promotion_dict(promotion, source)
 
 
 def add_target_arguments(parser: argparse.ArgumentParser, *, writes: bool = True) -> None:

@@ -15,7 +15,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from deployd.client.licensing import license_channel
 from deployd.errors import ConfigError, KeyFileError
-from deployd.signing import KEY_ID, b64url_decode, key_id_for, load_public_key_file
+from deployd.keyfiles import KEY_ID, key_id_for, load_public_key_file
+from deployd.specs.signing import b64url_decode
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The spec hierarchy: `channel < user input < custom resource`, merged into one desired state.
 
-Values merge with `deployd.merge.deep_merge`: mappings key by key, a list or scalar at a higher
+Values merge with `deployd.values.deep_merge`: mappings key by key, a list or scalar at a higher
 level replaces the lower one whole, an explicit null at a higher level removes the key. The chart
 is not merged: it comes whole from the highest level that sets one (a chart given by ``path`` and
 one given by ``url`` + ``name`` must never be blended).
@@ -16,7 +16,7 @@ from typing import Any
 
 from deployd.client.inputs import CustomResource
 from deployd.client.verify import VerifiedSpec
-from deployd.merge import deep_merge
+from deployd.values import deep_merge
 
 # A deployd control key in the values (the W&B operator's pin); it is not a Helm value.
 RELEASE_PIN_KEY = "_releaseId"

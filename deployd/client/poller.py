@@ -41,7 +41,7 @@ from deployd.client.inputs import CustomResource
 from deployd.client.merge import RELEASE_PIN_KEY, DesiredState, desired_state
 from deployd.client.reconcilers import Reconciler
 from deployd.client.verify import Floor, VerifiedSpec, raise_floor, verify_spec
-from deployd.merge import deep_merge
+from deployd.values import deep_merge
 
 logger = logging.getLogger(__name__)
 

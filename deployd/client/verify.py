@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from deployd.client.errors import SpecRefusedError
 from deployd.semver import Version
-from deployd.signing import SignatureError, verify_signature
+from deployd.specs.signing import SignatureError, verify_signature
 
 REQUIRED_METADATA = ("channel", "release", "sequence", "issuedAt", "expires")
 _SEQUENCE = re.compile(r"^(0|[1-9][0-9]{0,17})$")

@@ -38,7 +38,7 @@ from typing import Any, Protocol
 
 from deployd.config import Settings
 from deployd.errors import StoreUninitializedError
-from deployd.timestamps import utc_now
+from deployd.protocol import utc_now
 
 # The floors key that applies to every channel (channel names cannot contain "*").
 ALL_CHANNELS = "*"

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from deployd.errors import DeploydError
+from deployd.protocol import utc_now
 from deployd.store import ChannelRecord, PublisherRecord, StoreContents
-from deployd.timestamps import utc_now
 
 FORMAT = "deployd-store-backup"
 VERSION = 1

@@ -15,6 +15,7 @@ from dataclasses import replace
 from typing import Any
 
 from deployd.errors import ConflictError, PreconditionFailedError
+from deployd.protocol import utc_now
 from deployd.store import (
     ADMIN_ACTIONS,
     EVERY_CHANNEL,
@@ -29,7 +30,6 @@ from deployd.store import (
     revocation_entry,
     uninitialized,
 )
-from deployd.timestamps import utc_now
 
 
 class MemoryStore:

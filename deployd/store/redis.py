@@ -38,6 +38,7 @@ from deployd.errors import (
     PreconditionFailedError,
     StoreUnavailableError,
 )
+from deployd.protocol import utc_now
 from deployd.store import (
     ADMIN_ACTIONS,
     EVERY_CHANNEL,
@@ -52,7 +53,6 @@ from deployd.store import (
     revocation_entry,
     uninitialized,
 )
-from deployd.timestamps import utc_now
 
 CHANNELS = "channels"
 CHANNEL = "channel:"

@@ -16,10 +16,9 @@ import pytest
 from werkzeug.test import EnvironBuilder
 
 from deployd.api.fastpath import FastPath
-from deployd.api.licenses import VALIDATE_PATH
-from deployd.api.operator import SPEC_PATH
 from deployd.app import create_app
 from deployd.channels import parse_channel_text
+from deployd.protocol import SPEC_PATH, VALIDATE_PATH
 from deployd.publishing import publish_channel
 from tests.api.test_operator import basic
 from tests.factories import CHANNEL_YAML

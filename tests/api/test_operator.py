@@ -10,8 +10,8 @@ from datetime import timedelta
 import jwt
 import pytest
 
-from deployd.keys import generate_private_key
-from deployd.signing import SpecSigner, verify_signature
+from deployd.licensing.keyring import generate_private_key
+from deployd.specs.signing import SpecSigner, verify_signature
 from tests import jwt_forge
 
 CHANNEL_URL = "/api/v1/operator/channel"

@@ -352,8 +352,8 @@ def test_the_embedded_server_makes_a_development_token(settings, client, store):
 
 
 def test_a_server_on_redis_accepts_no_development_token(tmp_path, settings, store):
-    from deployd.keys import generate_private_key
-    from deployd.signing import write_key_pair
+    from deployd.keyfiles import write_key_pair
+    from deployd.licensing.keyring import generate_private_key
 
     dev = tmp_path / "dev-state"
     dev.mkdir()

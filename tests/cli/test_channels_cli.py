@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parent.parent.parent
 
 
 def test_the_channels_commands_are_part_of_deployd() -> None:
-    assert "deployd.cli.channels" in COMMAND_MODULES
+    assert "deployd.cli.channel_files" in COMMAND_MODULES
 
 
 def test_check_defaults_to_the_channels_directory(

@@ -14,8 +14,8 @@ import pytest
 from deployd.cli.main import main
 from deployd.config import ENVIRONMENT, Settings, settings_from_env
 from deployd.errors import LicenseError
-from deployd.keys import KeyRing
-from deployd.licenses import LicenseVerifier, issue_license
+from deployd.licensing.keyring import KeyRing
+from deployd.licensing.tokens import LicenseVerifier, issue_license
 from deployd.store import open_store
 
 

@@ -16,10 +16,10 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from deployd.app import create_app
 from deployd.channels import channel_digest
 from deployd.config import Settings
-from deployd.keys import generate_private_key
-from deployd.licenses import issue_license
+from deployd.keyfiles import write_key_pair
+from deployd.licensing.keyring import generate_private_key
+from deployd.licensing.tokens import issue_license
 from deployd.publishing import seed_store
-from deployd.signing import write_key_pair
 from deployd.store.memory import MemoryStore
 
 CHANNEL = """\

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from deployd.client.cache import SpecBundle
-from deployd.signing import SpecSigner
+from deployd.specs.signing import SpecSigner
 
 DAY = 86_400.0
 CHART = {"url": "https://charts.example.com", "name": "server", "version": "0.10.0"}

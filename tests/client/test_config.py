@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from deployd.client.config import ClientConfig, load_trusted_keys
 from deployd.client.licensing import find_license, license_channel
 from deployd.errors import ConfigError, KeyFileError
-from deployd.signing import public_jwk
+from deployd.specs.signing import public_jwk
 
 
 def config(signer, tmp_path, **overrides):

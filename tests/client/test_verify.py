@@ -8,7 +8,7 @@ import pytest
 
 from deployd.client.errors import SpecRefusedError
 from deployd.client.verify import Floor, raise_floor, verify_spec
-from deployd.signing import b64url
+from deployd.specs.signing import b64url
 from tests.client.specs import DAY, encode, spec_document
 
 NOW = time.time()

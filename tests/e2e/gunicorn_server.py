@@ -13,9 +13,9 @@ from pathlib import Path
 
 import requests
 
-from deployd.keys import generate_private_key
+from deployd.keyfiles import write_key_pair
+from deployd.licensing.keyring import generate_private_key
 from deployd.publishing import seed_store
-from deployd.signing import write_key_pair
 from deployd.store.redis import RedisStore
 from tests.factories import LicenseKit, make_license_kit, write_channels
 from tests.redis_server import free_port

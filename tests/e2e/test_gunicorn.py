@@ -43,7 +43,7 @@ def test_operator_poll_over_gunicorn(served):
     spec_key = next(k for k in jwks["keys"] if k["deployd_role"] == "spec")
     assert spec_key["kid"] == "spec-1"
     public = jwt.PyJWK(spec_key).key
-    from deployd.signing import verify_signature
+    from deployd.specs.signing import verify_signature
 
     assert verify_signature(
         response.headers["Deployd-Signature"], response.content, {"spec-1": public}

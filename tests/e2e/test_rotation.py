@@ -20,9 +20,9 @@ from deployd.channels import parse_channel_text
 from deployd.client.config import ClientConfig, load_trusted_keys
 from deployd.client.poller import Poller, PollOutcome, PollResult
 from deployd.client.verify import UNKNOWN_KEY
-from deployd.keys import generate_private_key
+from deployd.keyfiles import write_key_pair
+from deployd.licensing.keyring import generate_private_key
 from deployd.publishing import publish_channel, seed_store
-from deployd.signing import write_key_pair
 from deployd.store.redis import RedisStore
 from tests.e2e.gunicorn_server import GunicornServer
 from tests.factories import CHANNEL_YAML, make_license_kit, write_channels

@@ -11,7 +11,8 @@ import time
 import pytest
 import requests
 
-from deployd.signing import load_public_key_file, verify_signature
+from deployd.keyfiles import load_public_key_file
+from deployd.specs.signing import verify_signature
 from tests.e2e.gunicorn_server import REPO
 from tests.redis_server import free_port
 

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from bench.slow_clients import attack
-from deployd.licenses import issue_license
+from deployd.licensing.tokens import issue_license
 from tests.e2e.gunicorn_server import REPO, GunicornServer, redis_setup
 from tests.e2e.test_serve import serve  # noqa: F401  (fixture: `deployd serve` on a free port)
 

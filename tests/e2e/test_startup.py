@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from deployd.keys import generate_private_key
-from deployd.licenses import issue_license
-from deployd.signing import write_key_pair
+from deployd.keyfiles import write_key_pair
+from deployd.licensing.keyring import generate_private_key
+from deployd.licensing.tokens import issue_license
 from tests.e2e.gunicorn_server import REPO, GunicornServer, redis_setup
 from tests.factories import make_license_kit
 from tests.redis_server import free_port

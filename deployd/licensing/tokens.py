@@ -20,8 +20,8 @@ import jwt
 
 from deployd.channels import NAME_PATTERN
 from deployd.errors import BadRequestError, ConfigError, LicenseError
-from deployd.keys import ALGORITHMS, KeyRing, algorithm_for
-from deployd.signing import key_id_for, load_private_key_file
+from deployd.keyfiles import key_id_for, load_private_key_file
+from deployd.licensing.keyring import ALGORITHMS, KeyRing, algorithm_for
 
 MAX_TOKEN_BYTES = 8192
 # Claims deployd sets itself; free entitlements (`seats`, `features`, ...) may not replace them.

@@ -1,7 +1,8 @@
 """Spec rendering: (channel, sequence, release, time window) -> exact body, ETag, signature.
 
 A rendered spec is byte-identical for every request inside its time window, so ETags and caches
-hold; `issuedAt` and `expires` move only when the window does (DESIGN.md, contract).
+hold; `issuedAt` and `expires` move only when the window does (`DEPLOYD_SPEC_WINDOW_SECONDS`;
+README, *Configuration*; docs/security.md, *Freeze*).
 
 Both caches here are keyed by the channel's sequence and the window, so a publish (a new
 sequence) or a new window is a new key: nothing is ever invalidated in place, and stale entries
@@ -18,9 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from deployd.channels import Channel, Release
-from deployd.selection import select_release
-from deployd.signing import SpecSigner
-from deployd.timestamps import rfc3339
+from deployd.channels.selection import select_release
+from deployd.protocol import rfc3339
+from deployd.specs.signing import SpecSigner
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from deployd.errors import ConfigError, KeyFileError, LicenseError
-from deployd.signing import KEY_ID, key_id_for, load_public_key_file, public_jwk
+from deployd.keyfiles import KEY_ID, key_id_for, load_public_key_file
+from deployd.specs.signing import public_jwk
 
 # The only license algorithms, each with the public key type it needs. Never `none`, never HMAC.
 ALGORITHMS: dict[str, type] = {

@@ -5,9 +5,10 @@ from __future__ import annotations
 from flask import Blueprint, Flask, Response, jsonify, request
 
 from deployd.api.auth import license_from_request
-from deployd.api.publish import carries_publisher_token, require_publisher
+from deployd.api.publishing import carries_publisher_token, require_publisher
 from deployd.channels import Channel
 from deployd.errors import LicenseError, NotFoundError
+from deployd.protocol import CHANNELS_PATH
 from deployd.services import services
 
 bp = Blueprint("channels", __name__)
@@ -35,7 +36,7 @@ def _summary(sequence: int, channel: Channel) -> dict:
     }
 
 
-@bp.get("/api/v1/channels")
+@bp.get(CHANNELS_PATH)
 def list_channels() -> Response:
     may_read = _readable_channel_filter()
     state = services().state
@@ -47,7 +48,7 @@ def list_channels() -> Response:
     return jsonify({"channels": channels})
 
 
-@bp.get("/api/v1/channels/<name>")
+@bp.get(CHANNELS_PATH + "/<name>")
 def show_channel(name: str) -> Response:
     may_read = _readable_channel_filter()
     if not may_read(name):

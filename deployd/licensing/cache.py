@@ -15,7 +15,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 from deployd.errors import LicenseError
-from deployd.licenses import MAX_TOKEN_BYTES, LicenseVerifier, VerifiedLicense
+from deployd.licensing.tokens import MAX_TOKEN_BYTES, LicenseVerifier, VerifiedLicense
 
 
 class CachedLicenseVerifier:

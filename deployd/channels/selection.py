@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 
-from deployd.channels import Channel, Release
+from deployd.channels.model import Channel, Release
 from deployd.errors import NotFoundError
 from deployd.semver import Version
 

@@ -15,8 +15,8 @@ import jwt
 
 from deployd.config import settings_from_env
 from deployd.errors import BadRequestError, ConfigError, LicenseError
-from deployd.keys import KeyRing
-from deployd.licenses import (
+from deployd.licensing.keyring import KeyRing
+from deployd.licensing.tokens import (
     MAX_TOKEN_BYTES,
     LicenseVerifier,
     issue_license,

@@ -13,7 +13,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
-from deployd.api.auth import authorization_header
+from deployd.api.auth import authorization_header, bearer_token
 from deployd.api.request import RefusedJSON, load_json
 from deployd.channels import DOCUMENT_FIELD, Channel, channel_from_document, parse_channel_text
 from deployd.errors import (
@@ -23,6 +23,7 @@ from deployd.errors import (
     NotFoundError,
     Problem,
 )
+from deployd.protocol import CHANNELS_PATH, LICENSES_PATH
 from deployd.publishers import (
     PROMOTE,
     PUBLISH,
@@ -30,7 +31,6 @@ from deployd.publishers import (
     ROLLBACK,
     Publisher,
     PublisherAuthenticator,
-    bearer_token,
     is_publisher_token,
     require_scope,
     static_publishers,
@@ -39,9 +39,11 @@ from deployd.publishing import (
     PublishResult,
     outcome_dict,
     promote_release,
+    promotion_dict,
     publish_channel,
     record_dict,
     rollback_channel,
+    rollback_dict,
 )
 from deployd.services import services
 
@@ -99,10 +101,11 @@ def _expected_sequence() -> int | None:
     return int(match.group(1))
 
 
-def _outcome(result: PublishResult, **extra: Any) -> Response:
-    """The answer to any write: the channel's current record and whether it changed."""
+def _outcome(result: PublishResult, body: dict[str, Any] | None = None) -> Response:
+    """The answer to any write: `body` (by default the channel's current record and whether it
+    changed), 201 for a channel's first sequence, its ETag."""
     record = result.record
-    body = {**outcome_dict(result), **extra}
+    body = body if body is not None else outcome_dict(result)
     created = result.changed and record.sequence == 1
     response = jsonify(body)
     response.status_code = 201 if created else 200
@@ -160,7 +163,7 @@ def _channel_from_body(name: str) -> tuple[Channel, str]:
     return channel_from_document(document, filename=filename, expected_name=name), text
 
 
-@bp.put("/api/v1/channels/<name>")
+@bp.put(CHANNELS_PATH + "/<name>")
 def publish(name: str) -> Response:
     publisher = require_publisher(PUBLISH, name)
     expected_sequence = _expected_sequence()
@@ -182,7 +185,7 @@ def _current(name: str):
     return record
 
 
-@bp.get("/api/v1/channels/<name>/document")
+@bp.get(CHANNELS_PATH + "/<name>/document")
 def current_document(name: str) -> Response:
     require_publisher()
     record = _current(name)
@@ -191,7 +194,7 @@ def current_document(name: str) -> Response:
     return response
 
 
-@bp.get("/api/v1/channels/<name>/history")
+@bp.get(CHANNELS_PATH + "/<name>/history")
 def history(name: str) -> Response:
     require_publisher()
     records = services().store.history(name)
@@ -206,7 +209,7 @@ def history(name: str) -> Response:
     )
 
 
-@bp.get("/api/v1/channels/<name>/history/<int:sequence>")
+@bp.get(CHANNELS_PATH + "/<name>/history/<int:sequence>")
 def history_entry(name: str, sequence: int) -> Response:
     require_publisher()
     record = services().store.history_entry(name, sequence)
@@ -223,7 +226,7 @@ def _positive_int(payload: dict[str, Any], key: str) -> int:
     return value
 
 
-@bp.post("/api/v1/channels/<name>/rollback")
+@bp.post(CHANNELS_PATH + "/<name>/rollback")
 def rollback(name: str) -> Response:
     publisher = require_publisher(ROLLBACK, name)
     sequence = _positive_int(_json_object(), "sequence")
@@ -234,10 +237,10 @@ def rollback(name: str) -> Response:
         publisher=publisher.name,
         expected_sequence=_expected_sequence(),
     )
-    return _outcome(result, rolledBackTo=sequence)
+    return _outcome(result, rollback_dict(result, sequence))
 
 
-@bp.post("/api/v1/channels/<name>/promote")
+@bp.post(CHANNELS_PATH + "/<name>/promote")
 def promote(name: str) -> Response:
     # The target changes; reading the source needs no scope.
     publisher = require_publisher(PROMOTE, name)
@@ -265,14 +268,10 @@ def promote(name: str) -> Response:
         pin_values=pin_values,
         expected_sequence=_expected_sequence(),
     )
-    return _outcome(
-        promotion.result,
-        promoted={"from": source, "version": promotion.version},
-        valuesDiffer=promotion.values_differ,
-    )
+    return _outcome(promotion.result, promotion_dict(promotion, source))
 
 
-@bp.post("/api/v1/licenses/<jti>/revoke")
+@bp.post(LICENSES_PATH + "/<jti>/revoke")
 def revoke_license(jti: str) -> Response:
     publisher = require_publisher(REVOKE)
     if len(jti) > MAX_JTI_LENGTH or not jti.isprintable():

@@ -1,0 +1,1 @@
+"""Specs: what an operator is served (rendering) and the signature over its bytes (signing)."""
