@@ -43,7 +43,8 @@ def on_starting(server):
             raise SystemExit(server.WORKER_BOOT_ERROR)
 
 
-# --- Background refresh and graceful shutdown (deployd/refresher.py, deployd/draining.py)
+# --- Background refresh and graceful shutdown
+# (deployd/server/refresher.py, deployd/server/draining.py)
 # On SIGTERM, /readyz answers 503 for this many seconds while requests are still served; then
 # gunicorn's graceful stop (graceful_timeout) begins. 0 stops at once.
 drain_seconds = float(os.environ.get("DEPLOYD_DRAIN_SECONDS", "5"))
@@ -53,7 +54,7 @@ os.environ.setdefault("DEPLOYD_RATE_LIMIT_PROCESSES", str(workers))
 
 
 def when_ready(server):
-    from deployd import draining
+    from deployd.server import draining
 
     draining.install(server, drain_seconds)
 
@@ -66,6 +67,6 @@ def post_worker_init(worker):
 
 
 def worker_exit(server, worker):
-    from deployd import refresher
+    from deployd.server import refresher
 
     refresher.stop_all()

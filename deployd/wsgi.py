@@ -8,9 +8,9 @@ boot-error status, on which the master stops instead of forking new workers.
 from flask import Flask
 from gunicorn.arbiter import Arbiter
 
-from deployd.app import create_app
-from deployd.config import exit_on_config_error, settings_from_env
 from deployd.logs import configure_logging
+from deployd.server.app import create_app
+from deployd.server.settings import exit_on_config_error, settings_from_env
 
 
 def _create_app() -> Flask:

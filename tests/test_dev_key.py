@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from deployd.app import create_app
-from deployd.config import Settings, settings_from_env
 from deployd.errors import ConfigError
 from deployd.keyfiles import write_key_pair
 from deployd.licensing.keyring import generate_private_key
 from deployd.licensing.tokens import issue_license
 from deployd.publishing import seed_store
-from deployd.services import check_configuration
+from deployd.server.app import create_app
+from deployd.server.services import check_configuration
+from deployd.server.settings import Settings, settings_from_env
 from deployd.store.memory import MemoryStore
 from tests.api.test_operator import basic
 from tests.factories import make_license_kit, write_channels

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from deployd.config import ENVIRONMENT
+from deployd.server.settings import ENVIRONMENT
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()

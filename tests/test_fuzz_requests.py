@@ -12,14 +12,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from deployd.app import create_app
-from deployd.config import Settings
 from deployd.errors import LicenseError
 from deployd.licensing.cache import CachedLicenseVerifier
 from deployd.licensing.keyring import KeyRing
 from deployd.licensing.tokens import LicenseVerifier
 from deployd.publishers import new_token, token_hash
 from deployd.publishing import seed_store
+from deployd.server.app import create_app
+from deployd.server.settings import Settings
 from deployd.store.memory import MemoryStore
 from tests.factories import make_license_kit, write_channels
 

@@ -8,7 +8,7 @@ import random
 import pytest
 
 from deployd.errors import RateLimitedError, StoreUnavailableError
-from deployd.ratelimit import SYNC_BATCH_KEYS, RateLimiter, overshoot_bound
+from deployd.server.ratelimit import SYNC_BATCH_KEYS, RateLimiter, overshoot_bound
 
 
 class Clock:

@@ -18,14 +18,14 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from deployd.app import create_app
-from deployd.config import Settings
 from deployd.errors import KeyFileError
 from deployd.keyfiles import write_key_pair
 from deployd.licensing.keyring import generate_private_key
 from deployd.logs import JsonFormatter
 from deployd.publishers import new_token, token_hash
 from deployd.publishing import seed_store
+from deployd.server.app import create_app
+from deployd.server.settings import Settings
 from deployd.store.memory import MemoryStore
 from deployd.store.redis import RedisStore
 from tests import jwt_forge

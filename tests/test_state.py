@@ -10,7 +10,7 @@ import pytest
 from deployd.channels import parse_channel_text
 from deployd.errors import StoreUnavailableError, StoreUninitializedError
 from deployd.publishing import publish_channel
-from deployd.state import ServerState
+from deployd.server.view import ServerState
 from deployd.store.memory import MemoryStore
 from deployd.store.redis import RedisStore
 from tests.factories import CHANNEL_YAML

@@ -9,7 +9,7 @@ from deployd.api.publishing import carries_publisher_token, require_publisher
 from deployd.channels import Channel
 from deployd.errors import LicenseError, NotFoundError
 from deployd.protocol import CHANNELS_PATH
-from deployd.services import services
+from deployd.server.services import services
 
 bp = Blueprint("channels", __name__)
 

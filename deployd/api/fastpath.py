@@ -20,7 +20,7 @@ from typing import Any
 
 from deployd.errors import DeploydError
 from deployd.logs import request_id
-from deployd.services import Services
+from deployd.server.services import Services
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class FastPath:
             return self.app(environ, start_response)
         headers = [
             *answer.headers,
-            # What deployd.app's request hooks add to every Flask response.
+            # What deployd.server.app's request hooks add to every Flask response.
             ("X-Request-Id", request_id(environ.get("HTTP_X_REQUEST_ID"))),
             ("X-Content-Type-Options", "nosniff"),
         ]

@@ -17,7 +17,7 @@ from deployd.api.fastpath import Answer, content_length
 from deployd.api.request import RefusedJSON, load_json
 from deployd.errors import BadRequestError, LicenseError
 from deployd.protocol import VALIDATE_PATH
-from deployd.services import Services, services
+from deployd.server.services import Services, services
 
 bp = Blueprint("licenses", __name__)
 

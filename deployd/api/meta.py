@@ -7,9 +7,9 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, jsonify
 
-from deployd import draining
 from deployd.errors import NotFoundError
-from deployd.services import services
+from deployd.server import draining
+from deployd.server.services import services
 
 bp = Blueprint("meta", __name__)
 
@@ -24,7 +24,7 @@ def healthz() -> Response:
 @bp.get("/readyz")
 def readyz() -> Response:
     """Whether to send this worker traffic, from what it holds: never a store round trip, so it
-    answers at once while Redis hangs. 503 while shutting down (deployd.draining), while the
+    answers at once while Redis hangs. 503 while shutting down (deployd.server.draining), while the
     background refresh finds the store unreachable, or when its view is older than
     DEPLOYD_READY_MAX_STALENESS seconds; the body always says how old the view is."""
     deployd = services()

@@ -22,7 +22,7 @@ from deployd.api.fastpath import Answer, content_length
 from deployd.errors import LicenseError, NotFoundError
 from deployd.licensing.tokens import VerifiedLicense
 from deployd.protocol import CURRENT_VERSION_HEADER, PINNED_SPEC_PATH, SIGNATURE_HEADER, SPEC_PATH
-from deployd.services import Services, services
+from deployd.server.services import Services, services
 from deployd.specs.rendering import RenderedSpec
 
 bp = Blueprint("operator", __name__)

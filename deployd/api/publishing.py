@@ -45,7 +45,7 @@ from deployd.publishing import (
     rollback_channel,
     rollback_dict,
 )
-from deployd.services import services
+from deployd.server.services import services
 
 bp = Blueprint("publish", __name__)
 

@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from deployd.services import check_configuration_from_env
+    from deployd.server.services import check_configuration_from_env
 
     check_configuration_from_env(exit_code=BOOT_ERROR)
     if not args.quiet:

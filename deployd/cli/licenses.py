@@ -13,7 +13,6 @@ from typing import Any
 
 import jwt
 
-from deployd.config import settings_from_env
 from deployd.errors import BadRequestError, ConfigError, LicenseError
 from deployd.licensing.keyring import KeyRing
 from deployd.licensing.tokens import (
@@ -23,6 +22,7 @@ from deployd.licensing.tokens import (
     mask,
     parse_duration,
 )
+from deployd.server.settings import settings_from_env
 
 MAX_JTI_LENGTH = 128
 

@@ -17,7 +17,6 @@ import os
 import sys
 from pathlib import Path
 
-from deployd.config import settings_from_env
 from deployd.errors import ConfigError, ConflictError
 from deployd.publishers import (
     ACTIONS,
@@ -28,6 +27,7 @@ from deployd.publishers import (
     token_hash,
     tokens_file_line,
 )
+from deployd.server.settings import settings_from_env
 from deployd.store.redis import RedisStore
 
 

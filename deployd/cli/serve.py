@@ -7,8 +7,8 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
-from deployd.config import Settings, exit_on_config_error, settings_from_env
 from deployd.logs import configure_logging
+from deployd.server.settings import Settings, exit_on_config_error, settings_from_env
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -51,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from deployd.services import check_configuration
+    from deployd.server.services import check_configuration
 
     with exit_on_config_error(1):
         settings = settings_from_env()
@@ -108,7 +108,7 @@ def serve_forever(args: argparse.Namespace) -> None:
 
 def load_app(settings: Settings) -> Flask:
     """The app, built in a worker; a configuration error stops the server with its message."""
-    from deployd.app import create_app
+    from deployd.server.app import create_app
 
     with exit_on_config_error(APP_LOAD_ERROR):
         return create_app(settings)

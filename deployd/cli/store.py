@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from deployd.config import settings_from_env
 from deployd.errors import ConfigError
+from deployd.server.settings import settings_from_env
 from deployd.store import ALL_CHANNELS, Store
 from deployd.store.backup import read_backup, write_backup
 from deployd.store.redis import RedisStore

@@ -18,7 +18,6 @@ from typing import Any, Protocol
 
 from deployd.channels import Channel
 from deployd.cli.remote import SERVER_ENV, TOKEN_ENV, PublisherClient, client_from
-from deployd.config import settings_from_env
 from deployd.errors import ConfigError, NotFoundError
 from deployd.publishing import (
     outcome_dict,
@@ -29,6 +28,7 @@ from deployd.publishing import (
     rollback_channel,
     rollback_dict,
 )
+from deployd.server.settings import settings_from_env
 from deployd.store import Store
 
 

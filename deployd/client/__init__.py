@@ -25,6 +25,7 @@ from deployd.client.errors import (
     ReconcileError,
     SpecRefusedError,
 )
+from deployd.client.hierarchy import DesiredState, desired_state, merge_specs
 from deployd.client.inputs import (
     CustomResource,
     load_custom_resource,
@@ -32,7 +33,6 @@ from deployd.client.inputs import (
     parse_custom_resource,
 )
 from deployd.client.licensing import LicenseChoice, find_license
-from deployd.client.merge import DesiredState, desired_state, merge_specs
 from deployd.client.poller import Poller, PollOutcome, PollResult, SyncAction, SyncResult
 from deployd.client.reconcilers import (
     CallableReconciler,

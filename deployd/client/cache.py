@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from deployd.client.errors import InputError
-from deployd.client.merge import DesiredState
+from deployd.client.hierarchy import DesiredState
 from deployd.client.verify import Floor
 
 logger = logging.getLogger(__name__)

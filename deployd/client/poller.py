@@ -37,8 +37,8 @@ from deployd.client.cache import AppliedState, CacheDir, SpecBundle, parse_bundl
 from deployd.client.config import ClientConfig
 from deployd.client.errors import FetchError, InputError, ReconcileError, SpecRefusedError
 from deployd.client.fetch import Fetcher, HttpFetcher, HttpResponse
+from deployd.client.hierarchy import RELEASE_PIN_KEY, DesiredState, desired_state
 from deployd.client.inputs import CustomResource
-from deployd.client.merge import RELEASE_PIN_KEY, DesiredState, desired_state
 from deployd.client.reconcilers import Reconciler
 from deployd.client.verify import Floor, VerifiedSpec, raise_floor, verify_spec
 from deployd.values import deep_merge

@@ -21,7 +21,7 @@ import yaml
 
 from deployd.client.cache import atomic_write
 from deployd.client.errors import ReconcileError
-from deployd.client.merge import DesiredState
+from deployd.client.hierarchy import DesiredState
 from deployd.client.redact import mask_secrets
 
 logger = logging.getLogger(__name__)

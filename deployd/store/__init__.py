@@ -13,7 +13,7 @@ gone, and sequence numbers from ever naming two documents:
   without an epoch (Redis restarted empty, a new database) is never served from and takes no
   publish or revocation: it answers StoreUninitializedError (503 ``store_uninitialized``) until
   someone initialises it or restores a backup. A restore writes a new epoch too.
-- **Going back is noticed.** Workers (deployd.state.ServerState) read the epoch with the
+- **Going back is noticed.** Workers (deployd.server.view.ServerState) read the epoch with the
   generation (`marker`, one round trip); an epoch that changed, a generation, a channel's sequence
   or the revocation log that went backwards means the store was replaced or went back in time:
   the worker drops everything it derived from the old store and reloads.
@@ -36,9 +36,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
-from deployd.config import Settings
 from deployd.errors import StoreUninitializedError
 from deployd.protocol import utc_now
+from deployd.server.settings import Settings
 
 # The floors key that applies to every channel (channel names cannot contain "*").
 ALL_CHANNELS = "*"

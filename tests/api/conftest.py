@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from deployd.app import create_app
-from deployd.config import Settings
 from deployd.publishing import seed_store
+from deployd.server.app import create_app
+from deployd.server.settings import Settings
 from deployd.store.memory import MemoryStore
 from tests.factories import make_license_kit, write_channels
 

@@ -16,10 +16,10 @@ import pytest
 from werkzeug.test import EnvironBuilder
 
 from deployd.api.fastpath import FastPath
-from deployd.app import create_app
 from deployd.channels import parse_channel_text
 from deployd.protocol import SPEC_PATH, VALIDATE_PATH
 from deployd.publishing import publish_channel
+from deployd.server.app import create_app
 from tests.api.test_operator import basic
 from tests.factories import CHANNEL_YAML
 

@@ -12,7 +12,7 @@ from dataclasses import replace
 
 import pytest
 
-from deployd.app import create_app
+from deployd.server.app import create_app
 from tests.api.test_operator import basic
 
 SPEC_ENDPOINTS = {"operator.channel_spec", "operator.pinned_spec"}

@@ -133,7 +133,7 @@ def test_publish_is_seen(client, license, store):
 def test_anonymous_channel_when_configured(tmp_path, settings, store):
     from dataclasses import replace
 
-    from deployd.app import create_app
+    from deployd.server.app import create_app
 
     app = create_app(replace(settings, anonymous_channel="stable"), store=store)
     client = app.test_client()

@@ -8,9 +8,9 @@ import fakeredis
 import jwt
 import pytest
 
-from deployd.app import create_app
 from deployd.errors import StoreUnavailableError
 from deployd.publishing import seed_store
+from deployd.server.app import create_app
 from deployd.store.redis import RedisStore
 from tests.api.publisher_auth import add_publisher, bearer
 from tests.api.test_operator import basic, error_of

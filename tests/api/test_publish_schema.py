@@ -16,7 +16,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from deployd.app import create_app
+from deployd.server.app import create_app
 from tests.api.publisher_auth import add_publisher
 
 CHECKS = [

@@ -18,10 +18,10 @@ import jsonschema
 import pytest
 import yaml
 
-from deployd.app import create_app
 from deployd.channels import parse_channel_text
 from deployd.publishers import Scopes, new_token, token_hash, tokens_file_line
 from deployd.publishing import publish_channel, seed_store
+from deployd.server.app import create_app
 from deployd.store import Store
 from deployd.store.redis import RedisStore
 from tests.api.publisher_auth import add_publisher, bearer, yaml_body

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from deployd.app import create_app
+from deployd.server.app import create_app
 from tests.api.test_operator import CHANNEL_URL, basic, error_of
 
 

@@ -8,7 +8,7 @@ from dataclasses import replace
 import jwt
 import pytest
 
-from deployd.app import create_app
+from deployd.server.app import create_app
 from tests.api.publisher_auth import add_publisher, bearer
 from tests.api.test_operator import basic
 

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from schemathesis.checks import ignored_auth
 
-from deployd.app import create_app
+from deployd.server.app import create_app
 
 # Path parameters that exist, so cases also reach the 200 answers behind unknown-name 404s.
 KNOWN = {"name": "stable", "release": "1.2.0"}

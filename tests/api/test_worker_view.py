@@ -9,9 +9,9 @@ from dataclasses import replace
 
 import pytest
 
-from deployd.app import create_app
 from deployd.errors import StoreUnavailableError
 from deployd.publishing import seed_store
+from deployd.server.app import create_app
 from deployd.store import StoreMarker
 from deployd.store.memory import MemoryStore
 from tests.api.test_operator import CHANNEL_URL, basic

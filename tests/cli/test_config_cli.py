@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from deployd.cli.main import main
-from deployd.config import ENVIRONMENT
+from deployd.server.settings import ENVIRONMENT
 
 
 @pytest.fixture(autouse=True)

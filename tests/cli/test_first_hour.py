@@ -10,7 +10,7 @@ import pytest
 
 from deployd.cli.main import main
 from deployd.cli.remote import SERVER_ENV, TOKEN_ENV
-from deployd.config import ENVIRONMENT
+from deployd.server.settings import ENVIRONMENT
 from tests.cli.test_publish_cli import server, token  # noqa: F401  (fixtures)
 
 

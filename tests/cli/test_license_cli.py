@@ -12,10 +12,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from deployd.cli.main import main
-from deployd.config import ENVIRONMENT, Settings, settings_from_env
 from deployd.errors import LicenseError
 from deployd.licensing.keyring import KeyRing
 from deployd.licensing.tokens import LicenseVerifier, issue_license
+from deployd.server.settings import ENVIRONMENT, Settings, settings_from_env
 from deployd.store import open_store
 
 

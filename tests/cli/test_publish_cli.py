@@ -7,13 +7,13 @@ import re
 
 import pytest
 
-from deployd.app import create_app
 from deployd.channels import channel_from_document
 from deployd.cli.main import main
 from deployd.cli.remote import SERVER_ENV, TOKEN_ENV
-from deployd.config import ENVIRONMENT, Settings
 from deployd.publishers import Publisher, Scopes, load_tokens_file, token_hash
 from deployd.publishing import seed_store
+from deployd.server.app import create_app
+from deployd.server.settings import ENVIRONMENT, Settings
 from deployd.store.memory import MemoryStore
 from deployd.store.redis import RedisStore
 from tests.api.publisher_auth import add_publisher

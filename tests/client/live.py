@@ -1,4 +1,5 @@
-"""The real server (deployd.app.create_app) on loopback in a thread, for the client's live tests."""
+"""The real server (deployd.server.app.create_app) on loopback in a thread, for the client's
+live tests."""
 
 from __future__ import annotations
 
@@ -13,13 +14,13 @@ import requests
 import yaml
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from deployd.app import create_app
 from deployd.channels import channel_digest
-from deployd.config import Settings
 from deployd.keyfiles import write_key_pair
 from deployd.licensing.keyring import generate_private_key
 from deployd.licensing.tokens import issue_license
 from deployd.publishing import seed_store
+from deployd.server.app import create_app
+from deployd.server.settings import Settings
 from deployd.store.memory import MemoryStore
 
 CHANNEL = """\

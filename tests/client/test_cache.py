@@ -16,7 +16,7 @@ from deployd.client.cache import (
     parse_bundle,
 )
 from deployd.client.errors import InputError
-from deployd.client.merge import DesiredState
+from deployd.client.hierarchy import DesiredState
 from deployd.client.verify import Floor
 from tests.client.specs import encode, spec_document
 

@@ -10,13 +10,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from deployd.client.errors import InputError
+from deployd.client.hierarchy import desired_state, merge_specs
 from deployd.client.inputs import (
     CustomResource,
     load_custom_resource,
     load_values_file,
     parse_custom_resource,
 )
-from deployd.client.merge import desired_state, merge_specs
 from deployd.client.verify import verify_spec
 from tests.client.specs import encode, spec_document
 

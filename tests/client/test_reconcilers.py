@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from deployd.client.errors import ReconcileError
-from deployd.client.merge import DesiredState
+from deployd.client.hierarchy import DesiredState
 from deployd.client.reconcilers import (
     CallableReconciler,
     CommandReconciler,

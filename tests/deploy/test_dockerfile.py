@@ -136,7 +136,7 @@ def test_the_build_context_leaves_out_secrets_and_local_state(path):
 
 
 @pytest.mark.parametrize(
-    "path", ["pyproject.toml", "README.md", "deployd/app.py", "gunicorn.conf.py"]
+    "path", ["pyproject.toml", "README.md", "deployd/server/app.py", "gunicorn.conf.py"]
 )
 def test_the_build_context_keeps_what_the_image_needs(path):
     assert not dockerignored(path)

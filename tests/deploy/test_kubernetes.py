@@ -13,7 +13,7 @@ import kubernetes_validate
 import pytest
 
 from deployd.channels import parse_channel_text
-from deployd.config import ENVIRONMENT
+from deployd.server.settings import ENVIRONMENT
 from tests.deploy.kustomize import KustomizeError, Object, containers, render
 
 REPO = Path(__file__).resolve().parents[2]

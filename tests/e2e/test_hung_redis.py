@@ -20,7 +20,7 @@ import pytest
 import requests
 
 from deployd.publishers import new_token, token_hash
-from deployd.ratelimit import WINDOW_SECONDS, overshoot_bound
+from deployd.server.ratelimit import WINDOW_SECONDS, overshoot_bound
 from tests.e2e.gunicorn_server import GunicornServer, redis_setup
 from tests.factories import CHANNEL_YAML
 from tests.redis_server import RedisServer, free_port, require_redis_server

@@ -14,13 +14,13 @@ import pytest
 import redis
 
 from deployd.channels import channel_digest
-from deployd.config import Settings
 from deployd.errors import (
     ConfigError,
     PreconditionFailedError,
     StoreUnavailableError,
     StoreUninitializedError,
 )
+from deployd.server.settings import Settings
 from deployd.store import ChannelRecord, open_store
 from deployd.store.memory import MemoryStore
 from deployd.store.redis import CHANGES_TOPIC, RedisStore
@@ -362,10 +362,10 @@ def test_a_server_that_refuses_config_is_said_to_be_unchecked():
 
 
 def test_nothing_persisted_is_one_warning_per_process(real_redis, caplog, monkeypatch):
-    from deployd import services
+    from deployd.server import services
 
     monkeypatch.setattr(services, "_persistence_checked", False)
-    caplog.set_level("INFO", logger="deployd.services")
+    caplog.set_level("INFO", logger="deployd.server.services")
     services.warn_unless_persisted(RedisStore(real_redis))
     services.warn_unless_persisted(RedisStore(real_redis))
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]

@@ -18,14 +18,14 @@ import jwt
 import pytest
 from flask.testing import FlaskClient
 
-from deployd.app import create_app
 from deployd.channels import parse_channel_text
 from deployd.cli.main import main
-from deployd.config import Settings
 from deployd.keyfiles import write_key_pair
 from deployd.licensing.keyring import generate_private_key
 from deployd.publishers import token_hash
 from deployd.publishing import publish_channel, seed_store
+from deployd.server.app import create_app
+from deployd.server.settings import Settings
 from deployd.store.redis import RedisStore
 from tests.factories import CHANNEL_YAML, LicenseKit, make_license_kit, write_channels
 from tests.redis_server import RedisServer, free_port, require_redis_server

@@ -8,10 +8,10 @@ import time
 import fakeredis
 import pytest
 
-from deployd.app import create_app
 from deployd.channels import parse_channel_text
-from deployd.config import Settings
 from deployd.publishing import publish_channel
+from deployd.server.app import create_app
+from deployd.server.settings import Settings
 from deployd.store.memory import MemoryStore
 from deployd.store.redis import RedisStore
 from tests.api.publisher_auth import add_publisher, bearer, yaml_body

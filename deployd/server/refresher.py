@@ -1,10 +1,11 @@
 """The background thread that keeps one worker's view of the store fresh, off the request path.
 
-Requests only read what the worker holds (`deployd.state.ServerState`, the rate limiters' budgets);
-this thread does the store round trips: it refreshes the view (publishes, revocations), reloads the
-compiled channels a publish changed, and syncs the rate-limit counts. A hung or partitioned Redis
-then delays this thread, never a poll. After a failed round it backs off (doubling, capped at
-`max_backoff`) and tries again; `ServerState.store_error` says the store is unreachable meanwhile.
+Requests only read what the worker holds (`deployd.server.view.ServerState`, the rate limiters'
+budgets); this thread does the store round trips: it refreshes the view (publishes, revocations),
+reloads the compiled channels a publish changed, and syncs the rate-limit counts. A hung or
+partitioned Redis then delays this thread, never a poll. After a failed round it backs off
+(doubling, capped at `max_backoff`) and tries again; `ServerState.store_error` says the store is
+unreachable meanwhile.
 
 One thread per process: `ensure_running()` starts it on first use and again in a forked child
 (gunicorn workers fork from a master that may have built the app), since threads do not survive a

@@ -10,18 +10,18 @@ from typing import Any
 
 from flask import current_app
 
-from deployd.config import DEV_KEYS_DIR, Settings, exit_on_config_error, settings_from_env
 from deployd.errors import ConfigError, StoreUnavailableError
 from deployd.keyfiles import key_id_for, load_public_key_file
 from deployd.licensing.cache import CachedLicenseVerifier
 from deployd.licensing.keyring import KeyRing, is_dev_key
 from deployd.licensing.tokens import LicenseVerifier, VerifiedLicense
 from deployd.publishers import load_tokens_file
-from deployd.ratelimit import RateLimiter
-from deployd.refresher import Refresher
+from deployd.server.ratelimit import RateLimiter
+from deployd.server.refresher import Refresher
+from deployd.server.settings import DEV_KEYS_DIR, Settings, exit_on_config_error, settings_from_env
+from deployd.server.view import ServerState
 from deployd.specs.rendering import SpecCache
 from deployd.specs.signing import SpecSigner, public_jwk
-from deployd.state import ServerState
 from deployd.store import Store
 
 logger = logging.getLogger(__name__)

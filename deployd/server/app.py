@@ -14,10 +14,10 @@ from deployd.api.fastpath import FastPath, StartResponse
 from deployd.api.licenses import VALIDATE_PATH, fast_validate
 from deployd.api.operator import SPEC_PATH, fast_spec
 from deployd.api.request import DeploydRequest
-from deployd.config import Settings, settings_from_env
 from deployd.errors import PayloadTooLargeError
 from deployd.logs import request_id
-from deployd.services import build_services
+from deployd.server.services import build_services
+from deployd.server.settings import Settings, settings_from_env
 from deployd.store import Store, open_store
 
 logger = logging.getLogger(__name__)
@@ -38,7 +38,8 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
             seed_store(store, settings.channels_dir)
             worker_store = store
         else:
-            # The background refresh's own connections, on short timeouts (deployd.refresher).
+            # The background refresh's own connections, on short timeouts
+            # (deployd.server.refresher).
             worker_store = open_store(settings, timeout=BACKGROUND_STORE_TIMEOUT_SECONDS)
     app = Flask(__name__)
     app.request_class = DeploydRequest

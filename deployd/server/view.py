@@ -1,15 +1,16 @@
 """What one server process knows: compiled channels and revoked license ids, kept in memory.
 
 The store is the truth; each process answers from this snapshot. Inside the server a background
-thread (`deployd.refresher`) calls `background_round()` every `refresh_interval`: it asks the store
-whether anything changed (one cheap read of the generation counter) and reloads the compiled
-channels a publish changed, so requests never wait on the store (`auto_refresh=False`). Only the
-very first view is loaded by a request when the thread has not loaded it yet: a request never sees
-an empty view of a store that has channels. Used on its own (`auto_refresh=True`, the default),
-reads refresh at most once per `refresh_interval` themselves. While the store is unreachable the
-snapshot keeps answering whatever it can, except license checks: the revocation list is trusted for
-`revocation_max_staleness` seconds after the last successful read, then `is_revoked` fails closed,
-so a revocation takes effect within that bound even on a worker cut off from the store.
+thread (`deployd.server.refresher`) calls `background_round()` every `refresh_interval`: it asks
+the store whether anything changed (one cheap read of the generation counter) and reloads the
+compiled channels a publish changed, so requests never wait on the store (`auto_refresh=False`).
+Only the very first view is loaded by a request when the thread has not loaded it yet: a request
+never sees an empty view of a store that has channels. Used on its own (`auto_refresh=True`, the
+default), reads refresh at most once per `refresh_interval` themselves. While the store is
+unreachable the snapshot keeps answering whatever it can, except license checks: the revocation
+list is trusted for `revocation_max_staleness` seconds after the last successful read, then
+`is_revoked` fails closed, so a revocation takes effect within that bound even on a worker cut off
+from the store.
 
 The store can also lose data or be replaced (deployd/store/__init__.py explains the epoch and the
 sequence floors). `refresh` reads the epoch with the generation; when the epoch changed, or the
