@@ -29,13 +29,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SPEC_PATH = "/api/v1/operator/channel"
+from deployd.protocol import SPEC_PATH
+
 REQUIRED_ANSWERED = 0.99
 CONNECT_TIMEOUT_SECONDS = 2.0
 ATTACK_READY_SECONDS = 30.0
 # A request head that never ends: the request line, then header lines without the blank line.
-SLOW_HEAD = b"GET /api/v1/operator/channel HTTP/1.1\r\nHost: deployd\r\n" + b"".join(
-    b"X-Slow-%d: %d\r\n" % (i, i) for i in range(400)
+SLOW_HEAD = (
+    b"GET "
+    + SPEC_PATH.encode()
+    + b" HTTP/1.1\r\nHost: deployd\r\n"
+    + b"".join(b"X-Slow-%d: %d\r\n" % (i, i) for i in range(400))
 )
 
 

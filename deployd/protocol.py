@@ -1,19 +1,24 @@
 """The wire protocol between deployd and its clients: paths, header names and the timestamp format.
 
-The server's routes, its CLI's remote target and the docs use these names. (The operator-side
-client, `deployd.client`, still keeps copies of a few of them.)
+The server's routes, the CLI's remote target, the operator-side client (`deployd.client`) and the
+benchmark all take these facts from here; docs/protocol.md describes them.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from urllib.parse import quote
 
 # Paths. A spec is polled at SPEC_PATH; a pinned release at SPEC_PATH + /release/<id>.
 SPEC_PATH = "/api/v1/operator/channel"
-PINNED_SPEC_PATH = SPEC_PATH + "/release/<release_id>"
+PINNED_SPEC_PATH = SPEC_PATH + "/release/<release_id>"  # as a Flask route
 VALIDATE_PATH = "/api/v1/licenses/validate"
 LICENSES_PATH = "/api/v1/licenses"
 CHANNELS_PATH = "/api/v1/channels"
+JWKS_PATH = "/.well-known/jwks.json"
+HEALTH_PATH = "/healthz"
+READY_PATH = "/readyz"
+CONTRACT_PATH = "/openapi.yaml"
 
 # Headers. The operator sends the release it runs; every spec carries its detached signature.
 CURRENT_VERSION_HEADER = "Deployd-Current-Version"
@@ -31,3 +36,16 @@ def rfc3339(timestamp: float) -> str:
 def utc_now() -> str:
     """Now as ``YYYY-MM-DDTHH:MM:SSZ``."""
     return datetime.now(UTC).strftime(_TIMESTAMP_FORMAT)
+
+
+def pinned_spec_path(release: str) -> str:
+    """The path that asks for one pinned release (the release id percent-encoded)."""
+    return SPEC_PATH + "/release/" + quote(release, safe="")
+
+
+def parse_rfc3339(text: str) -> datetime:
+    """Parse an RFC 3339 timestamp that carries a UTC offset; raise ValueError otherwise."""
+    parsed = datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        raise ValueError(f"timestamp {text!r} has no UTC offset")
+    return parsed.astimezone(UTC)

@@ -8,6 +8,7 @@ from typing import Any
 from flask import Blueprint, Flask, Response, jsonify
 
 from deployd.errors import NotFoundError
+from deployd.protocol import CONTRACT_PATH, HEALTH_PATH, JWKS_PATH, READY_PATH
 from deployd.server import draining
 from deployd.server.services import services
 
@@ -16,12 +17,12 @@ bp = Blueprint("meta", __name__)
 OPENAPI_PATH = Path(__file__).resolve().parent.parent / "openapi.yaml"
 
 
-@bp.get("/healthz")
+@bp.get(HEALTH_PATH)
 def healthz() -> Response:
     return jsonify({"status": "ok"})
 
 
-@bp.get("/readyz")
+@bp.get(READY_PATH)
 def readyz() -> Response:
     """Whether to send this worker traffic, from what it holds: never a store round trip, so it
     answers at once while Redis hangs. 503 while shutting down (deployd.server.draining), while the
@@ -68,14 +69,14 @@ def _not_ready(code: str, message: str, report: dict[str, Any]) -> Response:
     return response
 
 
-@bp.get("/.well-known/jwks.json")
+@bp.get(JWKS_PATH)
 def jwks() -> Response:
     response = jsonify(services().jwks())
     response.headers["Cache-Control"] = "public, max-age=300"
     return response
 
 
-@bp.get("/openapi.yaml")
+@bp.get(CONTRACT_PATH)
 def openapi() -> Response:
     try:
         text = OPENAPI_PATH.read_bytes()

@@ -25,11 +25,10 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 from deployd import __version__
 from deployd.client.backoff import Backoff, jittered, parse_retry_after
@@ -41,13 +40,18 @@ from deployd.client.hierarchy import RELEASE_PIN_KEY, DesiredState, desired_stat
 from deployd.client.inputs import CustomResource
 from deployd.client.reconcilers import Reconciler
 from deployd.client.verify import Floor, VerifiedSpec, raise_floor, verify_spec
+from deployd.protocol import (
+    CURRENT_VERSION_HEADER,
+    SIGNATURE_HEADER,
+    SPEC_PATH,
+    pinned_spec_path,
+    rfc3339,
+)
 from deployd.values import deep_merge
 
 logger = logging.getLogger(__name__)
 
 USER_AGENT = f"deployd-client/{__version__}"
-CURRENT_VERSION_HEADER = "Deployd-Current-Version"
-CHANNEL_PATH = "/api/v1/operator/channel"
 MAX_ERROR_MESSAGE_CHARS = 300
 _ERROR_CODE = re.compile(r"^[a-z0-9_]{1,64}$")
 
@@ -164,9 +168,9 @@ class Poller:
         """The URL polled: the channel, or the pinned release."""
         if self.config.server is None:
             return None
-        path = CHANNEL_PATH
+        path = SPEC_PATH
         if self.pinned_release is not None:
-            path += "/release/" + quote(self.pinned_release, safe="")
+            path = pinned_spec_path(self.pinned_release)
         query = "?" + urlencode({"channel": self.config.channel}) if self.config.channel else ""
         return self.config.server.rstrip("/") + path + query
 
@@ -271,7 +275,7 @@ class Poller:
         if response.status == 200:
             return self._consider(
                 response.body,
-                response.headers.get("deployd-signature"),
+                response.headers.get(SIGNATURE_HEADER.lower()),
                 response.headers.get("etag"),
                 now,
                 source="the server",
@@ -402,7 +406,7 @@ class Poller:
             logger.error("reconciling release %s failed: %s", desired.release, message)
             return SyncResult(poll, SyncAction.FAILED, desired, message)
         self._last_call_failed = False
-        self._applied = AppliedState(desired, _rfc3339(self.clock()))
+        self._applied = AppliedState(desired, rfc3339(self.clock()))
         try:
             self.cache.save_applied(self._applied)
         except OSError as e:
@@ -480,7 +484,3 @@ def _error_details(response: HttpResponse) -> tuple[str | None, str]:
         message = response.body[:MAX_ERROR_MESSAGE_CHARS].decode("utf-8", "replace") or "no body"
     printable = "".join(ch if ch.isprintable() else " " for ch in message)
     return code, printable[:MAX_ERROR_MESSAGE_CHARS]
-
-
-def _rfc3339(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -24,12 +24,13 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from deployd.client.errors import SpecRefusedError
+from deployd.protocol import parse_rfc3339
 from deployd.semver import Version
 from deployd.specs.signing import SignatureError, verify_signature
 
@@ -113,14 +114,6 @@ def _release_below(release: str, other: str) -> bool:
         return Version.parse(release) < Version.parse(other)
     except ValueError:
         return False
-
-
-def parse_rfc3339(text: str) -> datetime:
-    """Parse an RFC 3339 timestamp that carries a UTC offset; raise ValueError otherwise."""
-    parsed = datetime.fromisoformat(text)
-    if parsed.tzinfo is None:
-        raise ValueError(f"timestamp {text!r} has no UTC offset")
-    return parsed.astimezone(UTC)
 
 
 def verify_spec(
