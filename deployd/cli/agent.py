@@ -117,7 +117,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="poll interval, jittered by 10%% (default 300)",
     )
     parser.add_argument(
-        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+        "--log-level",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="what the agent logs (default INFO: every poll's outcome and every reconcile)",
     )
     parser.set_defaults(func=run)
 

@@ -1,4 +1,4 @@
-"""`deployd keys generate`: a new license signing key pair."""
+"""`deployd keys generate`: a new key pair, for signing licenses or spec responses."""
 
 from __future__ import annotations
 
@@ -11,21 +11,31 @@ from deployd.licensing.keyring import ALGORITHMS, generate_private_key
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("keys", help="manage license signing keys")
+    parser = subparsers.add_parser(
+        "keys", help="make key pairs: license keys, and the server's spec-signing key"
+    )
     actions = parser.add_subparsers(dest="keys_action", metavar="ACTION", required=True)
     generate = actions.add_parser(
         "generate",
         help="write a new key pair: DIR/NAME.key (private, mode 0600) and DIR/NAME.pub",
-        description="Write a new license signing key pair. The private key (PKCS#8 PEM, mode"
+        description="Write a new key pair. A license key: the private key (PKCS#8 PEM, mode"
         " 0600) signs licenses with `deployd license issue`; copy only the .pub file into the"
-        " server's keys directory. Existing files are never overwritten.",
+        " server's DEPLOYD_KEYS_DIR. The response-signing key (EdDSA): point"
+        " DEPLOYD_SIGNING_KEY at the .key file and give clients the .pub file. Existing files"
+        " are never overwritten.",
     )
     generate.add_argument("--out", required=True, type=Path, metavar="DIR", help="directory")
     generate.add_argument(
-        "--kid", required=True, metavar="NAME", help="key id: the file stem licenses name"
+        "--kid",
+        required=True,
+        metavar="NAME",
+        help="key id: the file stem, named by the licenses or specs it signs",
     )
     generate.add_argument(
-        "--alg", choices=list(ALGORITHMS), default="EdDSA", help="algorithm (default EdDSA)"
+        "--alg",
+        choices=list(ALGORITHMS),
+        default="EdDSA",
+        help="algorithm (default EdDSA; the response-signing key must be EdDSA)",
     )
     generate.set_defaults(func=generate_key_pair)
 

@@ -21,7 +21,7 @@ import jwt
 from deployd.channels import NAME_PATTERN
 from deployd.errors import BadRequestError, ConfigError, LicenseError
 from deployd.keyfiles import key_id_for, load_private_key_file
-from deployd.licensing.keyring import ALGORITHMS, KeyRing, algorithm_for
+from deployd.licensing.keyring import ALGORITHMS, KeyRing, algorithm_for, is_dev_key
 
 MAX_TOKEN_BYTES = 8192
 # Claims deployd sets itself; free entitlements (`seats`, `features`, ...) may not replace them.
@@ -306,7 +306,12 @@ def issue_license(
 
     path = Path(private_key_path)
     kid = key_id_for(path)
-    private_key = load_private_key_file(path, warn=warn)
+    permission_warnings: list[str] = []
+    private_key = load_private_key_file(path, warn=permission_warnings)
+    # keys/dev.key is public in the repository and git cannot keep it 0600: a warning about who
+    # can read it would say nothing (the development key is refused in production instead).
+    if warn is not None and not is_dev_key(private_key.public_key()):
+        warn.extend(permission_warnings)
     alg = algorithm_for(private_key.public_key(), source=path.name)
     payload: dict[str, Any] = {
         "iss": issuer,

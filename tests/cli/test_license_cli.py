@@ -8,6 +8,7 @@ import logging
 import os
 import stat
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -158,6 +159,19 @@ def test_license_issue_warns_about_a_key_others_can_read(keys_dir, capsys):
     captured = capsys.readouterr()
     assert "warning: vendor.key: private key is readable by group or others" in captured.err
     assert verify(keys_dir, captured.out.strip()).customer == "acme"
+
+
+def test_the_public_development_key_is_not_warned_about(tmp_path, capsys):
+    # git checks keys/dev.key out 0644; it is public anyway, so a readable-by-others warning would
+    # only be noise in every walk-through (production refuses the development key instead).
+    repo = Path(__file__).resolve().parents[2]
+    dev_key = tmp_path / "dev.key"
+    dev_key.write_bytes((repo / "keys" / "dev.key").read_bytes())
+    os.chmod(dev_key, 0o644)
+    arguments = ["license", "issue", "--key", str(dev_key), "--customer", "acme"]
+    assert main([*arguments, "--channel", "stable"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == "" and captured.out.count(".") == 2
 
 
 @pytest.mark.parametrize("mode", [0o660, 0o606])
