@@ -142,6 +142,20 @@ def test_fails_open_when_the_store_is_down(caplog):
     assert caplog.text.count("rate limits not shared") == 1
 
 
+def test_a_sync_with_nothing_to_send_does_not_say_the_store_is_back(caplog):
+    caplog.set_level("INFO", logger="deployd.server.ratelimit")
+    clock, shared = Clock(), SharedCounters()
+    shared.down = True
+    limiter = RateLimiter(shared.add, limit=100, processes=4, clock=clock)
+    limiter.hit("k")
+    assert not limiter.sync()
+    limiter.sync()  # nothing used since: no round trip, so nothing learnt about the store
+    limiter.hit("k")
+    assert not limiter.sync()
+    assert caplog.text.count("rate limits not shared") == 1
+    assert "shared again" not in caplog.text
+
+
 # --- allows and count: deciding first, counting once the answer is known
 
 

@@ -196,7 +196,8 @@ class RateLimiter:
         except StoreUnavailableError as e:
             self._fail_open(window, used, e)
             return False
-        if self._failing:
+        # Only an answer from the store says it is back: a batch that sent nothing asked nothing.
+        if sent and self._failing:
             logger.info("rate limits shared again")
             self._failing = False
         with self._lock:
