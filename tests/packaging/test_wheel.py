@@ -3,12 +3,18 @@ deployd: the command runs and the server answers its contract, the channel schem
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
+import time
 import venv
 from pathlib import Path
 
 import pytest
+import requests
+
+from tests.redis_server import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
@@ -64,3 +70,37 @@ def test_the_wheel_serves_its_contract_from_a_fresh_environment(tmp_path):
     assert out.startswith("ok ")
     version = run(environment / "bin" / "deployd", "--version", cwd=elsewhere)
     assert version.startswith("deployd ")
+    serves_from(environment, elsewhere)
+
+
+def serves_from(environment: Path, elsewhere: Path) -> None:
+    """`deployd serve` of the installed wheel (gunicorn, gevent workers) answers /healthz."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "DEPLOYD_KEYS_DIR": str(REPO / "keys"),
+        "DEPLOYD_CHANNELS_DIR": str(REPO / "channels"),
+        "DEPLOYD_STATE_DIR": str(elsewhere / "state"),
+    }
+    server = subprocess.Popen(
+        [environment / "bin" / "deployd", "serve", "--port", str(port)],
+        cwd=elsewhere,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert server.poll() is None, server.stdout.read().decode()
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).ok:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert time.monotonic() < deadline, "deployd serve never answered"
+            time.sleep(0.1)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.communicate(timeout=60)
