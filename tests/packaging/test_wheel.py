@@ -95,9 +95,9 @@ def serves_from(environment: Path, elsewhere: Path) -> None:
         while True:
             assert server.poll() is None, server.stdout.read().decode()
             try:
-                if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).ok:
+                if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).ok:
                     break
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or too busy to answer yet
                 pass
             assert time.monotonic() < deadline, "deployd serve never answered"
             time.sleep(0.1)
