@@ -121,7 +121,7 @@ def deploy(tmp_path: Path) -> Iterator[Callable[..., Deployment]]:
         deployment.redis.stop()
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> float:
+def wait_for(predicate: Callable[[], bool], timeout: float = 60.0) -> float:
     start = time.monotonic()
     while not predicate():
         assert time.monotonic() - start < timeout, f"not seen within {timeout} s"
@@ -201,7 +201,7 @@ def test_cached_reads_survive_a_redis_outage_and_everything_recovers(deploy):
     assert d.get(SPEC, license).content == before.content, "the publish before the outage is lost"
     assert d.get(SPEC, beta_license).status_code == 200
     assert d.publish(release_text("1.3.0", "1.4.0")) == 3
-    wait_for(lambda: d.get(SPEC, license).json()["metadata"]["release"] == "1.4.0", timeout=2)
+    wait_for(lambda: d.get(SPEC, license).json()["metadata"]["release"] == "1.4.0")
     assert d.get(SPEC, license).json()["metadata"]["sequence"] == "3"
     assert error_code(d.get(SPEC, revoked)) == (403, "revoked")
     assert d.log_count(RATE_LIMIT_WARNING) == 2
@@ -215,14 +215,10 @@ def test_license_checks_fail_closed_once_the_revocation_list_is_too_old(deploy):
     assert spec.status_code == 200
 
     d.redis.stop()
-    stopped = time.monotonic()
-    # Inside the bound: the last known revocation list is trusted, for known and new licenses.
-    assert d.get(SPEC, known).content == spec.content
-    assert d.get(SPEC, d.kit.issue(channel="stable")).content == spec.content
-    assert time.monotonic() - stopped < 1, "the bound passed before the check (slow machine)"
-
-    time.sleep(1.2)
-    # Past it: no license is trusted against a list that may miss a revocation.
+    # Inside the bound the last known list is trusted: the test above shows it with the default
+    # bound, tests/test_state.py on a test clock. Here: once the bound has passed, no license is
+    # trusted against a list that may miss a revocation.
+    wait_for(lambda: d.get(SPEC, known).status_code == 503)
     for license in (known, d.kit.issue(channel="stable")):
         response = d.get(SPEC, license)
         assert error_code(response) == (503, "store_unavailable")
