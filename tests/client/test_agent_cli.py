@@ -237,7 +237,7 @@ def test_the_license_and_tokens_a_reconciler_echoes_are_masked_in_the_log(
     assert license not in caplog.text and token not in caplog.text
 
 
-def wait_for(condition, timeout=10.0):
+def wait_for(condition, timeout=60.0):
     deadline = time.monotonic() + timeout
     while not condition() and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -240,14 +240,14 @@ def running(poller, reconciler):
     assert not thread.is_alive()
 
 
-def eventually(condition, timeout=5.0):
+def eventually(condition, timeout=60.0):
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, "condition not reached in time"
         time.sleep(0.01)
 
 
-def run_until(poller, reconciler, done, timeout=5.0):
+def run_until(poller, reconciler, done, timeout=60.0):
     with running(poller, reconciler):
         eventually(done, timeout)
 

@@ -315,7 +315,7 @@ def test_publish_and_revoke_are_announced(client):
     store.revoke("jti-1")
     store.revoke("jti-1")  # already revoked: nothing to announce
 
-    def next_message(timeout=1.0):
+    def next_message(timeout=10.0):
         message = pubsub.get_message(timeout=timeout)
         return message["data"].decode() if message else None
 
