@@ -12,6 +12,7 @@ import stat
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
 
 from deployd.errors import KeyFileError
 from deployd.files import create_exclusive
@@ -41,7 +42,9 @@ def check_private_key_permissions(path: Path, *, warn: list[str] | None = None) 
         )
 
 
-def load_private_key_file(path: str | os.PathLike[str], *, warn: list[str] | None = None):
+def load_private_key_file(
+    path: str | os.PathLike[str], *, warn: list[str] | None = None
+) -> PrivateKeyTypes:
     """Load a PEM private key after checking its permissions; raise KeyFileError on any problem."""
     path = Path(path)
     try:
@@ -55,7 +58,7 @@ def load_private_key_file(path: str | os.PathLike[str], *, warn: list[str] | Non
         raise KeyFileError(f"{path.name}: not an unencrypted PEM private key") from e
 
 
-def load_public_key_file(path: str | os.PathLike[str]):
+def load_public_key_file(path: str | os.PathLike[str]) -> PublicKeyTypes:
     path = Path(path)
     try:
         data = path.read_bytes()
@@ -67,7 +70,9 @@ def load_public_key_file(path: str | os.PathLike[str]):
         raise KeyFileError(f"{path.name}: not a PEM public key") from e
 
 
-def write_key_pair(private_key, directory: str | os.PathLike[str], kid: str) -> tuple[Path, Path]:
+def write_key_pair(
+    private_key: PrivateKeyTypes, directory: str | os.PathLike[str], kid: str
+) -> tuple[Path, Path]:
     """Write `kid.key` (PKCS#8 PEM, mode 0600) and `kid.pub` into `directory`; overwrite neither."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)

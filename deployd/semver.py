@@ -36,7 +36,7 @@ class Version:
         prerelease = tuple(int(p) if p.isdigit() else p for p in pre.split(".")) if pre else ()
         return cls(int(major), int(minor), int(patch), prerelease, build or "")
 
-    def _key(self) -> tuple:
+    def _key(self) -> tuple[int, int, int, bool, tuple[tuple[int, int, str], ...]]:
         # A version without prerelease ranks above any prerelease of the same core; numeric
         # identifiers rank below alphanumeric ones.
         pre = tuple((0, p, "") if isinstance(p, int) else (1, 0, p) for p in self.prerelease)

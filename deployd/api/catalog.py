@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from flask import Blueprint, Flask, Response, jsonify, request
 
 from deployd.api.auth import license_from_request
@@ -14,7 +17,7 @@ from deployd.server.services import services
 bp = Blueprint("channels", __name__)
 
 
-def _readable_channel_filter():
+def _readable_channel_filter() -> Callable[[str], bool]:
     """Who is asking: returns a predicate over channel names they may read."""
     if carries_publisher_token():
         require_publisher()
@@ -26,7 +29,7 @@ def _readable_channel_filter():
     return license.may_read
 
 
-def _summary(sequence: int, channel: Channel) -> dict:
+def _summary(sequence: int, channel: Channel) -> dict[str, Any]:
     return {
         "name": channel.name,
         "description": channel.description,

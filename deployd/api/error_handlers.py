@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, Response, jsonify
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from deployd.errors import (
     DeploydError,
@@ -62,7 +62,7 @@ def _http_error(e: HTTPException) -> Response:
     status = e.code or 500
     code = HTTP_CODES.get(status, "http_error")
     response = error_response(status, code, e.description or e.name)
-    if status == 405 and getattr(e, "valid_methods", None):
+    if status == 405 and isinstance(e, MethodNotAllowed) and e.valid_methods:
         response.headers["Allow"] = ", ".join(e.valid_methods)
     return response
 

@@ -46,6 +46,7 @@ from deployd.publishing import (
     rollback_dict,
 )
 from deployd.server.services import services
+from deployd.store import ChannelRecord
 
 bp = Blueprint("publish", __name__)
 
@@ -58,7 +59,8 @@ MAX_REASON_LENGTH = 1000
 
 
 def authenticator() -> PublisherAuthenticator:
-    return current_app.extensions[EXTENSION]
+    found: PublisherAuthenticator = current_app.extensions[EXTENSION]
+    return found
 
 
 def require_publisher(action: str | None = None, channel: str | None = None) -> Publisher:
@@ -178,7 +180,7 @@ def publish(name: str) -> Response:
     return _outcome(result)
 
 
-def _current(name: str):
+def _current(name: str) -> ChannelRecord:
     record = services().store.get_channel(name)
     if record is None:
         raise NotFoundError(f"no channel named {name!r}", code="unknown_channel")

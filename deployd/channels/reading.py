@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 from yaml.constructor import SafeConstructor
@@ -126,7 +126,7 @@ class _Reader(_Builder):
             for event in yaml.parse(text, Loader=_LOADER):
                 if isinstance(event, yaml.CollectionStartEvent):
                     depth += 1
-                    self.check_depth(depth, event.start_mark.line + 1, ())
+                    self.check_depth(depth, _event_line(event), ())
                 elif isinstance(event, yaml.CollectionEndEvent):
                     depth -= 1
                     continue
@@ -135,7 +135,7 @@ class _Reader(_Builder):
                 nodes += 1
                 if nodes > MAX_NODES:
                     self.problem(
-                        event.start_mark.line + 1,
+                        _event_line(event),
                         (),
                         f"more than {MAX_NODES} nodes; refusing the document",
                     )
@@ -269,8 +269,21 @@ def integer_too_long(value: Any) -> bool:
     return isinstance(value, int) and not -_INTEGER_BOUND < value < _INTEGER_BOUND
 
 
+class _Mark(Protocol):
+    """Where PyYAML found something (its pure-Python and libyaml marks both have `line`)."""
+
+    line: int
+
+
+def _event_line(event: yaml.Event) -> int | None:
+    """The line `event` starts on (the parser marks every event; PyYAML's types allow none)."""
+    mark = event.start_mark
+    return mark.line + 1 if mark is not None else None
+
+
 def _error_line(error: yaml.YAMLError, text: str) -> int | None:
-    mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+    mark: _Mark | None = getattr(error, "problem_mark", None)
+    mark = mark or getattr(error, "context_mark", None)
     if mark is not None:
         return mark.line + 1
     position = getattr(error, "position", None)

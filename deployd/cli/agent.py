@@ -15,6 +15,7 @@ import sys
 import threading
 from pathlib import Path
 
+from deployd.cli import Subparsers
 from deployd.client import (
     ClientConfig,
     CommandReconciler,
@@ -48,7 +49,7 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser(
         "agent",
         help="follow a release channel and reconcile a deployment to it",

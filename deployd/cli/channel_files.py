@@ -6,10 +6,11 @@ import argparse
 import sys
 
 from deployd.channels import load_channel_paths
+from deployd.cli import Subparsers
 from deployd.errors import ChannelValidationError
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: Subparsers) -> None:
     """Add the `channels` command group to the `deployd` parser."""
     parser = subparsers.add_parser("channels", help="work with channel files")
     commands = parser.add_subparsers(dest="channels_command", metavar="COMMAND", required=True)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 
+from deployd.cli import Subparsers
+
 # gunicorn's exit status for a worker that cannot boot: the master stops (gunicorn.conf.py).
 BOOT_ERROR = 3
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser(
         "config", help="check the server's configuration (the environment) without starting it"
     )

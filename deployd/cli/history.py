@@ -8,11 +8,12 @@ import argparse
 import sys
 from typing import Any
 
+from deployd.cli import Subparsers
 from deployd.cli.publish import describe
 from deployd.cli.targets import add_target_arguments, open_target
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: Subparsers) -> None:
     """Add the `history`, `rollback` and `promote` commands to the `deployd` parser."""
     history = subparsers.add_parser(
         "history",

@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from deployd.cli import Subparsers
 from deployd.errors import ConfigError, KeyFileError
 from deployd.keyfiles import KEY_ID, write_key_pair
 from deployd.licensing.keyring import ALGORITHMS, generate_private_key
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser(
         "keys", help="make key pairs: license keys, and the server's spec-signing key"
     )

@@ -13,6 +13,7 @@ from typing import Any
 
 import jwt
 
+from deployd.cli import Subparsers
 from deployd.errors import BadRequestError, ConfigError, LicenseError
 from deployd.licensing.keyring import KeyRing
 from deployd.licensing.tokens import (
@@ -27,7 +28,7 @@ from deployd.server.settings import settings_from_env
 MAX_JTI_LENGTH = 128
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser("license", help="issue, inspect and revoke licenses")
     actions = parser.add_subparsers(dest="license_action", metavar="ACTION", required=True)
 
@@ -164,7 +165,9 @@ def inspect_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _unverified_parts(unverified_token: str) -> tuple[dict | None, dict | None]:
+def _unverified_parts(
+    unverified_token: str,
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """Header and claims as written, for display only: nothing here is checked."""
     if len(unverified_token) > MAX_TOKEN_BYTES:
         return None, None

@@ -15,12 +15,13 @@ import sys
 from typing import Any
 
 from deployd.channels import channel_digest
+from deployd.cli import Subparsers
 from deployd.cli.targets import add_target_arguments, open_target
 from deployd.errors import ChannelValidationError
 from deployd.publishing import channel_sources, describe_changes, summarize
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: Subparsers) -> None:
     """Add the `publish` command to the `deployd` parser."""
     parser = subparsers.add_parser(
         "publish",

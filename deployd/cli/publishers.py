@@ -17,6 +17,7 @@ import os
 import sys
 from pathlib import Path
 
+from deployd.cli import Subparsers
 from deployd.errors import ConfigError, ConflictError
 from deployd.publishers import (
     ACTIONS,
@@ -31,7 +32,7 @@ from deployd.server.settings import settings_from_env
 from deployd.store.redis import RedisStore
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser("publisher", help="create, list and revoke publisher tokens")
     actions = parser.add_subparsers(dest="publisher_action", metavar="ACTION", required=True)
 
@@ -92,8 +93,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _store(redis_url: str | None) -> RedisStore:
-    overrides = {"redis_url": redis_url} if redis_url else {}
-    settings = settings_from_env(**overrides)
+    settings = settings_from_env(redis_url=redis_url) if redis_url else settings_from_env()
     if settings.redis_url is None:
         raise ConfigError(
             "publishers are kept in the servers' Redis: pass --redis-url or set REDIS_URL."

@@ -8,7 +8,7 @@ only in the Authorization header and never appears in a message.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Literal, overload
 from urllib.parse import quote
 
 import requests
@@ -41,9 +41,20 @@ class PublisherClient:
     def close(self) -> None:
         self.session.close()
 
+    @overload
+    def _call(
+        self, method: str, path: str, *, missing_ok: Literal[False] = False, **kwargs: Any
+    ) -> requests.Response: ...
+
+    @overload
+    def _call(
+        self, method: str, path: str, *, missing_ok: bool, **kwargs: Any
+    ) -> requests.Response | None: ...
+
     def _call(
         self, method: str, path: str, *, missing_ok: bool = False, **kwargs: Any
     ) -> requests.Response | None:
+        """The server's answer; an error status raises it, but a 404 is None when `missing_ok`."""
         url = self.server + path
         try:
             response = self.session.request(method, url, timeout=self.timeout, **kwargs)
@@ -62,7 +73,7 @@ class PublisherClient:
     def document(self, name: str) -> dict[str, Any] | None:
         """The channel's current record (document, source, sequence...), or None if it is new."""
         response = self._call("GET", f"{CHANNELS_PATH}/{_segment(name)}/document", missing_ok=True)
-        return response.json() if response is not None else None
+        return _object(response) if response is not None else None
 
     def publish(self, name: str, source: str, *, expected_sequence: int | None) -> dict[str, Any]:
         headers = {"Content-Type": "application/yaml"}
@@ -76,7 +87,7 @@ class PublisherClient:
             data=source.encode("utf-8"),
             headers=headers,
         )
-        return response.json()
+        return _object(response)
 
     def history(self, name: str) -> list[dict[str, Any]]:
         """History entries, oldest first."""
@@ -85,13 +96,13 @@ class PublisherClient:
 
     def history_entry(self, name: str, sequence: int) -> dict[str, Any]:
         response = self._call("GET", f"{CHANNELS_PATH}/{_segment(name)}/history/{sequence}")
-        return response.json()
+        return _object(response)
 
     def rollback(self, name: str, sequence: int) -> dict[str, Any]:
         response = self._call(
             "POST", f"{CHANNELS_PATH}/{_segment(name)}/rollback", json={"sequence": sequence}
         )
-        return response.json()
+        return _object(response)
 
     def promote(
         self, *, source: str, target: str, version: str, rollout: int | None, pin_values: bool
@@ -100,13 +111,19 @@ class PublisherClient:
         if rollout is not None:
             body["rollout"] = rollout
         response = self._call("POST", f"{CHANNELS_PATH}/{_segment(target)}/promote", json=body)
-        return response.json()
+        return _object(response)
 
     def revoke_license(self, jti: str, *, reason: str) -> dict[str, Any]:
         response = self._call(
             "POST", f"{LICENSES_PATH}/{_segment(jti)}/revoke", json={"reason": reason}
         )
-        return response.json()
+        return _object(response)
+
+
+def _object(response: requests.Response) -> dict[str, Any]:
+    """The JSON object a publisher endpoint answers (deployd/openapi.yaml)."""
+    body: dict[str, Any] = response.json()
+    return body
 
 
 def _segment(text: str) -> str:

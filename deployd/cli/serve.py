@@ -7,6 +7,7 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
+from deployd.cli import Subparsers
 from deployd.logs import configure_logging
 from deployd.server.settings import Settings, exit_on_config_error, settings_from_env
 
@@ -23,7 +24,7 @@ APP_LOAD_ERROR = 4
 DEFAULT_PORT = 8000
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser(
         "serve",
         help="run the server for development (production: gunicorn, see the Procfile)",
@@ -89,7 +90,8 @@ def serve_forever(args: argparse.Namespace) -> None:
             self.cfg.set("limit_request_field_size", 65536)
             self.cfg.set("when_ready", announce)
 
-        def load(self) -> Flask:
+        # types-gunicorn wants an app taking any MutableMapping environ; Flask's takes a dict.
+        def load(self) -> Flask:  # type: ignore[override]
             # Runs in the worker once gevent has patched it, so the app's locks, threads and
             # Redis connections are cooperative; built in the master, they would not be.
             return load_app(settings)

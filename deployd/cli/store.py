@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from deployd.cli import Subparsers
 from deployd.errors import ConfigError
 from deployd.server.settings import settings_from_env
 from deployd.store import ALL_CHANNELS, Store
@@ -17,7 +18,7 @@ from deployd.store.backup import read_backup, write_backup
 from deployd.store.redis import RedisStore
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser(
         "store", help="initialise, inspect, back up and restore the servers' Redis store"
     )

@@ -11,11 +11,12 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import cast
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from deployd.errors import ConfigError, KeyFileError, LicenseError
 from deployd.keyfiles import KEY_ID, key_id_for, load_public_key_file
@@ -34,8 +35,12 @@ NEW_RSA_BITS = 3072
 # repository: recognised by its material, so a renamed copy is the dev key too.
 DEV_KEY_FINGERPRINT = "b1b044647db7a9821695fab0c0a01ff6df3e4dd212661f712100d49bf9fe2db8"
 
+# The key types of `ALGORITHMS`: what a license key is once `algorithm_for` accepted it.
+LicensePublicKey = Ed25519PublicKey | ec.EllipticCurvePublicKey | rsa.RSAPublicKey
+LicensePrivateKey = Ed25519PrivateKey | ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 
-def fingerprint(public_key: Any) -> str:
+
+def fingerprint(public_key: PublicKeyTypes) -> str:
     """SHA-256 hex of the key's DER SubjectPublicKeyInfo: the same key gives the same value
     whatever file or key id it comes under."""
     der = public_key.public_bytes(
@@ -44,12 +49,12 @@ def fingerprint(public_key: Any) -> str:
     return hashlib.sha256(der).hexdigest()
 
 
-def is_dev_key(public_key: Any) -> bool:
+def is_dev_key(public_key: PublicKeyTypes) -> bool:
     """Whether `public_key` is the public development key (keys/dev.pub), under any name."""
     return fingerprint(public_key) == DEV_KEY_FINGERPRINT
 
 
-def algorithm_for(public_key: Any, *, source: str) -> str:
+def algorithm_for(public_key: PublicKeyTypes, *, source: str) -> str:
     """The one algorithm `public_key` signs licenses with; KeyFileError naming `source` otherwise.
 
     Ed25519 -> EdDSA, EC on P-256 -> ES256, RSA of at least `MIN_RSA_BITS` -> RS256.
@@ -69,7 +74,7 @@ def algorithm_for(public_key: Any, *, source: str) -> str:
     raise KeyFileError(f"{source}: {problem}")
 
 
-def generate_private_key(alg: str = "EdDSA") -> Any:
+def generate_private_key(alg: str = "EdDSA") -> LicensePrivateKey:
     """A new private key for `alg` (one of `ALGORITHMS`)."""
     if alg == "EdDSA":
         return Ed25519PrivateKey.generate()
@@ -86,7 +91,7 @@ class RingKey:
 
     kid: str
     alg: str
-    public_key: Any
+    public_key: LicensePublicKey
 
 
 class KeyRing:
@@ -113,7 +118,9 @@ class KeyRing:
         for pub in sorted(directory.glob("*.pub")):
             kid = key_id_for(pub)
             public_key = load_public_key_file(pub)
-            keys.append(RingKey(kid, algorithm_for(public_key, source=pub.name), public_key))
+            alg = algorithm_for(public_key, source=pub.name)
+            # algorithm_for raises for any type but those of LicensePublicKey.
+            keys.append(RingKey(kid, alg, cast(LicensePublicKey, public_key)))
         return cls(keys, retired=retired)
 
     def get(self, kid: str) -> RingKey:

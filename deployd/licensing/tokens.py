@@ -14,14 +14,21 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import jwt
 
 from deployd.channels import NAME_PATTERN
 from deployd.errors import BadRequestError, ConfigError, LicenseError
 from deployd.keyfiles import key_id_for, load_private_key_file
-from deployd.licensing.keyring import ALGORITHMS, KeyRing, algorithm_for, is_dev_key
+from deployd.licensing.keyring import (
+    ALGORITHMS,
+    KeyRing,
+    LicensePrivateKey,
+    LicensePublicKey,
+    algorithm_for,
+    is_dev_key,
+)
 
 MAX_TOKEN_BYTES = 8192
 # Claims deployd sets itself; free entitlements (`seats`, `features`, ...) may not replace them.
@@ -139,7 +146,7 @@ class LicenseVerifier:
             claims=claims,
         )
 
-    def _decode(self, token: str, public_key: Any, alg: str) -> dict[str, Any]:
+    def _decode(self, token: str, public_key: LicensePublicKey, alg: str) -> dict[str, Any]:
         """Signature, then exp (required), nbf/iat, iss and aud, with pyjwt doing the checking.
 
         A failed claim check carries the claims (pyjwt checks claims only once the signature
@@ -156,7 +163,7 @@ class LicenseVerifier:
                 raise e from None
             raise LicenseError(e.code, e.message, claims=signed) from e
 
-    def _decode_checked(self, token: str, public_key: Any, alg: str) -> dict[str, Any]:
+    def _decode_checked(self, token: str, public_key: LicensePublicKey, alg: str) -> dict[str, Any]:
         try:
             return jwt.decode(
                 token,
@@ -325,7 +332,9 @@ def issue_license(
     if audience is not None:
         payload["aud"] = audience
     payload.update(claims or {})
-    token = jwt.encode(payload, private_key, algorithm=alg, headers={"kid": kid})
+    # algorithm_for accepted its public half, so it is one of the LicensePrivateKey types.
+    signing_key = cast(LicensePrivateKey, private_key)
+    token = jwt.encode(payload, signing_key, algorithm=alg, headers={"kid": kid})
     if len(token) > MAX_TOKEN_BYTES:
         raise BadRequestError(
             f"the license would be {len(token)} bytes; servers refuse licenses over"

@@ -6,16 +6,18 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from flask import Flask, g, request
+from flask import Flask, Response, g, request
+from flask.json.provider import DefaultJSONProvider
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from deployd.api import catalog, error_handlers, licenses, meta, operator, publishing
 from deployd.api.fastpath import FastPath, StartResponse
-from deployd.api.licenses import VALIDATE_PATH, fast_validate
-from deployd.api.operator import SPEC_PATH, fast_spec
+from deployd.api.licenses import fast_validate
+from deployd.api.operator import fast_spec
 from deployd.api.request import DeploydRequest
 from deployd.errors import PayloadTooLargeError
 from deployd.logs import request_id
+from deployd.protocol import SPEC_PATH, VALIDATE_PATH
 from deployd.server.services import build_services
 from deployd.server.settings import Settings, settings_from_env
 from deployd.store import Store, open_store
@@ -44,7 +46,10 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app = Flask(__name__)
     app.request_class = DeploydRequest
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    app.json.sort_keys = False
+    # Documents keep the order the code builds them in.
+    json_provider = DefaultJSONProvider(app)
+    json_provider.sort_keys = False
+    app.json = json_provider
     deployd = app.extensions["deployd"] = build_services(settings, store, worker_store=worker_store)
     for module in (error_handlers, meta, operator, licenses, catalog, publishing):
         module.init_app(app)
@@ -64,7 +69,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
             )
 
     @app.after_request
-    def common_headers(response):
+    def common_headers(response: Response) -> Response:
         response.headers["X-Request-Id"] = g.get("request_id", "")
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Cache-Control", "no-store")

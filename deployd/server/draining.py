@@ -14,6 +14,7 @@ it forks the workers, so every worker sees the master set it.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import multiprocessing
 import os
@@ -25,7 +26,7 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 # When draining began (time.time()), 0.0 while serving normally; shared with forked workers.
-_draining_since = multiprocessing.RawValue("d", 0.0)
+_draining_since = multiprocessing.RawValue(ctypes.c_double, 0.0)
 
 
 def draining() -> bool:

@@ -108,5 +108,5 @@ def stop_all(timeout: float = 5.0) -> None:
 def _weakly(task: Task) -> Callable[[], Task | None]:
     """A weak reference to a bound method (so the refresher does not keep its owner alive)."""
     if hasattr(task, "__self__"):
-        return weakref.WeakMethod(task)  # type: ignore[arg-type]
+        return weakref.WeakMethod(task)
     return lambda: task

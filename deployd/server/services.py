@@ -300,4 +300,5 @@ def _license_key(license: VerifiedLicense) -> str:
 
 def services() -> Services:
     """The current app's services (inside a request or app context)."""
-    return current_app.extensions["deployd"]
+    found: Services = current_app.extensions["deployd"]
+    return found

@@ -98,8 +98,12 @@ class SpecCache:
         self.expiry_windows = expiry_windows
         self.maxsize = maxsize
         self.max_choices = max_choices
-        self._entries: OrderedDict[tuple, RenderedSpec] = OrderedDict()
-        self._choices: OrderedDict[tuple, RenderedSpec] = OrderedDict()
+        # (channel, sequence, release version, window start) -> spec
+        self._entries: OrderedDict[tuple[str, int, str, float], RenderedSpec] = OrderedDict()
+        # (channel, sequence, customer, current version, window start) -> spec
+        self._choices: OrderedDict[tuple[str, int, str | None, str | None, float], RenderedSpec] = (
+            OrderedDict()
+        )
         self._lock = threading.Lock()
 
     def clear(self) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from deployd.errors import KeyFileError
 from deployd.keyfiles import key_id_for, load_private_key_file, write_key_pair
@@ -117,7 +118,7 @@ def verify_signature(
     return kid
 
 
-def public_jwk(kid: str, public_key, *, role: str) -> dict[str, str]:
+def public_jwk(kid: str, public_key: PublicKeyTypes, *, role: str) -> dict[str, str]:
     """A JWK (RFC 7517/8037/7518) for an Ed25519, P-256 or RSA public key, tagged with its role."""
     from cryptography.hazmat.primitives.asymmetric import ec, rsa
 

@@ -196,8 +196,8 @@ class MemoryStore:
 
     def add_counts(self, window: int, increments: Mapping[str, int]) -> dict[str, int]:
         with self._lock:
-            for key in [k for k in self._counts if k[0] < window]:
-                del self._counts[key]
+            for expired in [k for k in self._counts if k[0] < window]:
+                del self._counts[expired]
             totals = {}
             for key, n in increments.items():
                 total = self._counts.get((window, key), 0) + n

@@ -24,13 +24,15 @@ database), never the URL, which may carry a password.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any, TypeVar
 
 import redis
 from redis.backoff import NoBackoff
+from redis.client import Pipeline
 from redis.retry import Retry
+from redis.typing import EncodableT, FieldT
 
 from deployd.errors import (
     ConfigError,
@@ -129,12 +131,23 @@ class RedisStore:
         except redis.RedisError as e:
             raise StoreUnavailableError(f"{what}: Redis at {self.server} failed: {e}") from e
 
+    def _transaction(self, what: str, body: Callable[[Pipeline], T], *watched: str) -> T:
+        """Run `body` in redis-py's WATCH/MULTI/EXEC loop (again whenever EXEC finds a watched key
+        changed) and return what its last run, the one that committed, returned."""
+        returned: list[T] = []
+
+        def run(pipe: Pipeline) -> None:
+            returned.append(body(pipe))
+
+        self._call(what, lambda: self.client.transaction(run, *watched))
+        return returned[-1]
+
     def ping(self) -> None:
         self._call("ping", self.client.ping)
 
     def sequences(self) -> dict[str, int]:
         raw = self._call("read sequences", lambda: self.client.hgetall(self._key(CHANNELS)))
-        return {name.decode(): int(seq) for name, seq in raw.items()}
+        return {_text(name): int(seq) for name, seq in raw.items()}
 
     def get_channel(self, name: str) -> ChannelRecord | None:
         raw = self._call("read channel", lambda: self.client.get(self._key(CHANNEL, name)))
@@ -144,30 +157,25 @@ class RedisStore:
         epoch, generation = self._call(
             "read epoch", lambda: self.client.mget(self._key(EPOCH), self._key(GENERATION))
         )
-        return StoreMarker(epoch.decode() if epoch else None, int(generation or 0))
+        return StoreMarker(_text(epoch) if epoch else None, int(generation or 0))
 
     def initialize(self, *, floors: Mapping[str, int] | None = None) -> str:
         epoch_key, floors_key = self._key(EPOCH), self._key(FLOORS)
         epoch = new_epoch()
 
-        def transaction(pipe: redis.client.Pipeline) -> str:
+        def transaction(pipe: Pipeline) -> str:
             existing = pipe.get(epoch_key)
             if existing:
-                raise ConflictError(f"the store is initialised already (epoch {existing.decode()})")
+                raise ConflictError(f"the store is initialised already (epoch {_text(existing)})")
             raised = _raised(_read_floors(pipe, floors_key), floors or {})
             pipe.multi()
             if raised:
-                pipe.hset(floors_key, mapping=raised)
+                pipe.hset(floors_key, mapping=_fields(raised))
             pipe.set(epoch_key, epoch)
             pipe.publish(self._key(CHANGES_TOPIC), "epoch")
             return epoch
 
-        return self._call(
-            "initialise",
-            lambda: self.client.transaction(
-                transaction, epoch_key, floors_key, value_from_callable=True
-            ),
-        )
+        return self._transaction("initialise", transaction, epoch_key, floors_key)
 
     def floors(self) -> dict[str, int]:
         return self._call("read floors", lambda: _read_floors(self.client, self._key(FLOORS)))
@@ -175,43 +183,38 @@ class RedisStore:
     def raise_floors(self, marks: Mapping[str, int]) -> None:
         floors_key = self._key(FLOORS)
 
-        def transaction(pipe: redis.client.Pipeline) -> None:
+        def transaction(pipe: Pipeline) -> None:
             raised = _raised(_read_floors(pipe, floors_key), marks)
             pipe.multi()
             if raised:
-                pipe.hset(floors_key, mapping=raised)
+                pipe.hset(floors_key, mapping=_fields(raised))
 
-        self._call(
-            "record sequence floors", lambda: self.client.transaction(transaction, floors_key)
-        )
+        self._transaction("record sequence floors", transaction, floors_key)
 
     def export(self) -> StoreContents:
         watched = [self._key(k) for k in (EPOCH, GENERATION, PUBLISHERS, FLOORS)]
 
-        def transaction(pipe: redis.client.Pipeline) -> StoreContents:
+        def transaction(pipe: Pipeline) -> StoreContents:
             # Every publish and revocation moves `generation`: a change while reading makes
             # redis-py read again, so the backup is one consistent moment.
             epoch = pipe.get(self._key(EPOCH))
-            names = sorted(n.decode() for n in pipe.hkeys(self._key(CHANNELS)))
+            names = sorted(_text(n) for n in pipe.hkeys(self._key(CHANNELS)))
             channels = {name: _records(pipe.hvals(self._key(HISTORY, name))) for name in names}
-            jtis = [j.decode() for j in pipe.lrange(self._key(REVOCATIONS), 0, -1)]
+            jtis = [_text(j) for j in pipe.lrange(self._key(REVOCATIONS), 0, -1)]
             entries = pipe.hgetall(self._key(REVOKED))
             publishers = [PublisherRecord.from_json(v) for v in pipe.hvals(self._key(PUBLISHERS))]
             contents = StoreContents(
-                epoch=epoch.decode() if epoch else None,
+                epoch=_text(epoch) if epoch else None,
                 generation=int(pipe.get(self._key(GENERATION)) or 0),
                 channels=channels,
-                revocations=[(jti, entries[jti.encode()].decode()) for jti in jtis],
+                revocations=[(jti, _text(entries[jti.encode()])) for jti in jtis],
                 publishers=sorted(publishers, key=lambda p: p.name),
                 floors=_read_floors(pipe, self._key(FLOORS)),
             )
             pipe.multi()
             return contents
 
-        return self._call(
-            "export",
-            lambda: self.client.transaction(transaction, *watched, value_from_callable=True),
-        )
+        return self._transaction("export", transaction, *watched)
 
     def restore(self, contents: StoreContents, *, force: bool = False) -> str:
         owned = [
@@ -220,8 +223,8 @@ class RedisStore:
         watched = [*owned, self._key(EPOCH), self._key(FLOORS), self._key(GENERATION)]
         epoch = new_epoch()
 
-        def transaction(pipe: redis.client.Pipeline) -> str:
-            before = {n.decode(): int(s) for n, s in pipe.hgetall(self._key(CHANNELS)).items()}
+        def transaction(pipe: Pipeline) -> str:
+            before = {_text(n): int(s) for n, s in pipe.hgetall(self._key(CHANNELS)).items()}
             if not force and (before or any(pipe.exists(k) for k in owned)):
                 raise ConflictError("the store is not empty; restore over it only with --force")
             floors = _merged(_read_floors(pipe, self._key(FLOORS)), before, contents.floors)
@@ -232,27 +235,24 @@ class RedisStore:
             pipe.delete(*owned)
             self._write_contents(pipe, contents)
             if floors:
-                pipe.hset(self._key(FLOORS), mapping=floors)
+                pipe.hset(self._key(FLOORS), mapping=_fields(floors))
             pipe.set(self._key(GENERATION), generation)
             pipe.set(self._key(EPOCH), epoch)
             pipe.publish(self._key(CHANGES_TOPIC), "epoch")
             return epoch
 
-        return self._call(
-            "restore",
-            lambda: self.client.transaction(transaction, *watched, value_from_callable=True),
-        )
+        return self._transaction("restore", transaction, *watched)
 
-    def _write_contents(self, pipe: redis.client.Pipeline, contents: StoreContents) -> None:
+    def _write_contents(self, pipe: Pipeline, contents: StoreContents) -> None:
         for name, history in contents.channels.items():
             if not history:
                 continue
             payloads = {str(r.sequence): r.to_json() for r in history}
-            pipe.hset(self._key(HISTORY, name), mapping=payloads)
+            pipe.hset(self._key(HISTORY, name), mapping=_fields(payloads))
             pipe.set(self._key(CHANNEL, name), history[-1].to_json())
             pipe.hset(self._key(CHANNELS), name, history[-1].sequence)
         if contents.revocations:
-            pipe.hset(self._key(REVOKED), mapping=dict(contents.revocations))
+            pipe.hset(self._key(REVOKED), mapping=_fields(dict(contents.revocations)))
             pipe.rpush(self._key(REVOCATIONS), *(jti for jti, _entry in contents.revocations))
         for publisher in contents.publishers:
             pipe.hset(self._key(PUBLISHERS), publisher.name, publisher.to_json())
@@ -296,7 +296,7 @@ class RedisStore:
 
         epoch_key, floors_key = self._key(EPOCH), self._key(FLOORS)
 
-        def transaction(pipe: redis.client.Pipeline) -> ChannelRecord:
+        def transaction(pipe: Pipeline) -> ChannelRecord:
             # Every publish of this channel rewrites `current_key` in the same EXEC as the
             # sequence, so watching that key (and the rarely written epoch and floors) is enough
             # and other channels never interfere.
@@ -329,12 +329,7 @@ class RedisStore:
         # redis-py runs `transaction` again from a fresh read whenever EXEC finds the watched key
         # changed: without `expected_sequence` the publish then lands on the next sequence, with
         # it the re-read raises PreconditionFailedError.
-        return self._call(
-            "publish",
-            lambda: self.client.transaction(
-                transaction, current_key, epoch_key, floors_key, value_from_callable=True
-            ),
-        )
+        return self._transaction("publish", transaction, current_key, epoch_key, floors_key)
 
     def history(self, name: str) -> list[ChannelRecord]:
         raw = self._call("read history", lambda: self.client.hgetall(self._key(HISTORY, name)))
@@ -350,7 +345,7 @@ class RedisStore:
         revoked, epoch_key = self._key(REVOKED), self._key(EPOCH)
         entry = revocation_entry(reason, by)
 
-        def transaction(pipe: redis.client.Pipeline) -> bool:
+        def transaction(pipe: Pipeline) -> bool:
             if not pipe.exists(epoch_key):
                 raise uninitialized("cannot record the revocation")
             if pipe.hexists(revoked, jti):
@@ -363,12 +358,7 @@ class RedisStore:
             pipe.publish(self._key(CHANGES_TOPIC), "revocation")
             return True
 
-        return self._call(
-            "revoke",
-            lambda: self.client.transaction(
-                transaction, revoked, epoch_key, value_from_callable=True
-            ),
-        )
+        return self._transaction("revoke", transaction, revoked, epoch_key)
 
     def is_revoked(self, jti: str) -> bool:
         return bool(
@@ -386,7 +376,7 @@ class RedisStore:
             return pipe.execute()
 
         raw, length = self._call("read revocations", read)
-        return [jti.decode() for jti in raw], int(length)
+        return [_text(jti) for jti in raw], int(length)
 
     def generation(self) -> int:
         return int(
@@ -423,7 +413,7 @@ class RedisStore:
             channels=tuple(channels),
         )
 
-        def transaction(pipe: redis.client.Pipeline) -> PublisherRecord:
+        def transaction(pipe: Pipeline) -> PublisherRecord:
             existing = pipe.hget(publishers, name)
             if existing and PublisherRecord.from_json(existing).active:
                 raise ConflictError(f"publisher {name!r} exists; revoke it first to replace it")
@@ -434,12 +424,7 @@ class RedisStore:
             pipe.hset(tokens, token_hash, name)
             return record
 
-        return self._call(
-            "add publisher",
-            lambda: self.client.transaction(
-                transaction, publishers, tokens, value_from_callable=True
-            ),
-        )
+        return self._transaction("add publisher", transaction, publishers, tokens)
 
     def publishers(self) -> list[PublisherRecord]:
         raw = self._call("read publishers", lambda: self.client.hgetall(self._key(PUBLISHERS)))
@@ -448,7 +433,7 @@ class RedisStore:
     def revoke_publisher(self, name: str) -> bool:
         publishers, tokens = self._key(PUBLISHERS), self._key(PUBLISHER_TOKENS)
 
-        def transaction(pipe: redis.client.Pipeline) -> bool:
+        def transaction(pipe: Pipeline) -> bool:
             raw = pipe.hget(publishers, name)
             existing = PublisherRecord.from_json(raw) if raw else None
             pipe.multi()
@@ -459,10 +444,7 @@ class RedisStore:
             pipe.hdel(tokens, existing.token_hash)
             return True
 
-        return self._call(
-            "revoke publisher",
-            lambda: self.client.transaction(transaction, publishers, value_from_callable=True),
-        )
+        return self._transaction("revoke publisher", transaction, publishers)
 
     def publisher_for_hash(self, token_hash: str) -> PublisherRecord | None:
         name = self._call(
@@ -472,7 +454,7 @@ class RedisStore:
             return None
         # The index is only a way in: the publisher's own record must still hold this hash.
         raw = self._call(
-            "read publisher", lambda: self.client.hget(self._key(PUBLISHERS), name.decode())
+            "read publisher", lambda: self.client.hget(self._key(PUBLISHERS), _text(name))
         )
         record = PublisherRecord.from_json(raw) if raw else None
         if record is None or not record.active:
@@ -480,8 +462,8 @@ class RedisStore:
         return record if hmac.compare_digest(record.token_hash, token_hash) else None
 
 
-def _read_floors(client: redis.Redis | redis.client.Pipeline, key: str) -> dict[str, int]:
-    return {name.decode(): int(mark) for name, mark in client.hgetall(key).items()}
+def _read_floors(client: redis.Redis | Pipeline, key: str) -> dict[str, int]:
+    return {_text(name): int(mark) for name, mark in client.hgetall(key).items()}
 
 
 def _merged(*marks: Mapping[str, int]) -> dict[str, int]:
@@ -497,9 +479,18 @@ def _raised(floors: Mapping[str, int], marks: Mapping[str, int]) -> dict[str, in
     return {name: int(m) for name, m in marks.items() if int(m) > floors.get(name, 0)}
 
 
-def _records(raw: list[bytes]) -> list[ChannelRecord]:
+def _records(raw: Iterable[str | bytes]) -> list[ChannelRecord]:
     return sorted((ChannelRecord.from_json(v) for v in raw), key=lambda r: r.sequence)
 
 
-def _text(value: str | bytes) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+def _fields(values: Mapping[str, int] | Mapping[str, str]) -> dict[FieldT, EncodableT]:
+    """`values` as redis-py types `hset(mapping=...)` (a Mapping's key type admits no subtype)."""
+    return dict(values.items())
+
+
+def _text(value: str | bytes | None) -> str:
+    """A reply as text: redis-py answers bytes here (no decode_responses); its types also allow
+    str and, for CONFIG GET, None, which Redis never sends."""
+    if isinstance(value, bytes):
+        return value.decode()
+    return value or ""
