@@ -21,7 +21,7 @@ from deployd.publishing import seed_store
 from deployd.server.app import create_app
 from deployd.server.settings import Settings
 from deployd.store.memory import MemoryStore
-from tests.factories import make_license_kit, write_channels
+from tests.support.factories import make_license_kit, write_channels
 
 SPEC = "/api/v1/operator/channel"
 VALIDATE = "/api/v1/licenses/validate"

@@ -28,10 +28,10 @@ from deployd.server.app import create_app
 from deployd.server.settings import Settings
 from deployd.store.memory import MemoryStore
 from deployd.store.redis import RedisStore
-from tests import jwt_forge
 from tests.api.test_operator import basic
-from tests.factories import make_license_kit, write_channels
-from tests.redis_server import free_port
+from tests.support import jwt_forge
+from tests.support.factories import make_license_kit, write_channels
+from tests.support.redis_server import free_port
 
 AUDIENCE = "deployd-test"
 SPEC = "/api/v1/operator/channel"

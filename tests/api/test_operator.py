@@ -12,7 +12,7 @@ import pytest
 
 from deployd.licensing.keyring import generate_private_key
 from deployd.specs.signing import SpecSigner, verify_signature
-from tests import jwt_forge
+from tests.support import jwt_forge
 
 CHANNEL_URL = "/api/v1/operator/channel"
 
@@ -113,7 +113,7 @@ def test_required_release_is_stepped_through(client, license):
 def test_publish_is_seen(client, license, store):
     from deployd.channels import parse_channel_text
     from deployd.publishing import publish_channel
-    from tests.factories import CHANNEL_YAML
+    from tests.support.factories import CHANNEL_YAML
 
     text = CHANNEL_YAML.format(name="stable") + "  - version: 1.3.0\n    chart: {version: 0.13.0}\n"
     publish_channel(

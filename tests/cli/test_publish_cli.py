@@ -16,9 +16,9 @@ from deployd.server.app import create_app
 from deployd.server.settings import ENVIRONMENT, Settings
 from deployd.store.memory import MemoryStore
 from deployd.store.redis import RedisStore
-from tests.api.publisher_auth import add_publisher
 from tests.cli.live_server import serve
-from tests.factories import CHANNEL_YAML, make_license_kit, write_channels
+from tests.support.factories import CHANNEL_YAML, make_license_kit, write_channels
+from tests.support.publisher_auth import add_publisher
 
 NEW_RELEASE = """\
   - version: 1.3.0

@@ -4,8 +4,8 @@ import pytest
 
 from deployd.client.config import ClientConfig, load_trusted_keys
 from tests.client.faultserver import FaultServer
-from tests.client.live import LiveServer
 from tests.client.specs import SpecKey
+from tests.support.live import LiveServer
 
 # Tiny intervals and backoff so loops run in milliseconds; timeouts short but not flaky.
 FAST = {

@@ -13,8 +13,8 @@ import requests
 
 from deployd.keyfiles import load_public_key_file
 from deployd.specs.signing import verify_signature
-from tests.e2e.gunicorn_server import REPO
-from tests.redis_server import free_port
+from tests.support.gunicorn import REPO
+from tests.support.redis_server import free_port
 
 pytestmark = pytest.mark.e2e
 

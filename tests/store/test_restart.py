@@ -27,8 +27,8 @@ from deployd.publishing import publish_channel, seed_store
 from deployd.server.app import create_app
 from deployd.server.settings import Settings
 from deployd.store.redis import RedisStore
-from tests.factories import CHANNEL_YAML, LicenseKit, make_license_kit, write_channels
-from tests.redis_server import RedisServer, free_port, require_redis_server
+from tests.support.factories import CHANNEL_YAML, LicenseKit, make_license_kit, write_channels
+from tests.support.redis_server import RedisServer, free_port, require_redis_server
 
 pytestmark = pytest.mark.redis_server
 

@@ -17,8 +17,8 @@ from deployd.keyfiles import write_key_pair
 from deployd.licensing.keyring import generate_private_key
 from deployd.publishing import seed_store
 from deployd.store.redis import RedisStore
-from tests.factories import LicenseKit, make_license_kit, write_channels
-from tests.redis_server import free_port
+from tests.support.factories import LicenseKit, make_license_kit, write_channels
+from tests.support.redis_server import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
