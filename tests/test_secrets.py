@@ -28,9 +28,9 @@ from deployd.server.app import create_app
 from deployd.server.settings import Settings
 from deployd.store.memory import MemoryStore
 from deployd.store.redis import RedisStore
-from tests.api.test_operator import basic
 from tests.support import jwt_forge
 from tests.support.factories import make_license_kit, write_channels
+from tests.support.http import basic
 from tests.support.redis_server import free_port
 
 AUDIENCE = "deployd-test"

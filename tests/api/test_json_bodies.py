@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.api.test_operator import error_of
+from tests.support.http import error_of
 from tests.support.publisher_auth import add_publisher, bearer, yaml_body
 
 VALIDATE = "/api/v1/licenses/validate"

@@ -24,9 +24,9 @@ from deployd.publishing import publish_channel, seed_store
 from deployd.server.app import create_app
 from deployd.store import Store
 from deployd.store.redis import RedisStore
-from tests.api.test_operator import error_of
 from tests.support.backends import open_backend
 from tests.support.factories import CHANNEL_YAML
+from tests.support.http import error_of
 from tests.support.publisher_auth import add_publisher, bearer, yaml_body
 
 RELEASE_1_3 = """\

@@ -21,8 +21,8 @@ from tests.client.faultserver import (
     serve,
     slow,
 )
-from tests.client.test_poller import Recorder, run_until
 from tests.support.live import CHANNEL, LiveServer
+from tests.support.polling import Recorder, run_until
 
 
 @pytest.fixture
