@@ -3,7 +3,7 @@ import os
 import pytest
 from hypothesis import settings
 
-from tests.redis_server import real_redis, redis_server  # noqa: F401  (fixtures)
+from tests.support.redis_server import real_redis, redis_server  # noqa: F401  (fixtures)
 
 _ran_on_real_redis = 0
 

@@ -21,8 +21,8 @@ from deployd.server.app import create_app
 from deployd.server.services import check_configuration
 from deployd.server.settings import Settings, settings_from_env
 from deployd.store.memory import MemoryStore
-from tests.api.test_operator import basic
-from tests.factories import make_license_kit, write_channels
+from tests.support.factories import make_license_kit, write_channels
+from tests.support.http import basic
 
 REPO = Path(__file__).resolve().parents[1]
 DEV_KEYS = REPO / "keys"

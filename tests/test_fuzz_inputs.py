@@ -21,8 +21,8 @@ from deployd.keyfiles import KEY_ID, write_key_pair
 from deployd.licensing.keyring import KeyRing, generate_private_key
 from deployd.licensing.tokens import LicenseVerifier
 from deployd.specs.signing import SpecSigner, public_jwk
-from tests import jwt_forge
-from tests.factories import CHANNEL_YAML
+from tests.support import jwt_forge
+from tests.support.factories import CHANNEL_YAML
 
 SCHEMA = json.loads(
     (

@@ -17,11 +17,7 @@ from deployd.licensing.cache import CachedLicenseVerifier
 from deployd.licensing.keyring import KeyRing
 from deployd.licensing.tokens import LicenseVerifier
 from deployd.publishers import new_token, token_hash
-from deployd.publishing import seed_store
-from deployd.server.app import create_app
-from deployd.server.settings import Settings
-from deployd.store.memory import MemoryStore
-from tests.factories import make_license_kit, write_channels
+from tests.support.world import World
 
 SPEC = "/api/v1/operator/channel"
 VALIDATE = "/api/v1/licenses/validate"
@@ -44,17 +40,9 @@ any_text = st.text(st.characters(codec=None, exclude_categories=()), max_size=40
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     root = tmp_path_factory.mktemp("fuzz")
-    kit = make_license_kit(root)
-    app_settings = Settings(
-        keys_dir=str(kit.keys_dir),
-        channels_dir=str(write_channels(root / "channels")),
-        state_dir=str(root / "state"),
-        rate_limit_enabled=False,
-    )
-    store = MemoryStore()
-    seed_store(store, app_settings.channels_dir)
-    client = create_app(app_settings, store=store).test_client()
-    return client, kit.issue(channel="stable", channels=["stable", "beta"]), kit
+    world = World(root, rate_limit_enabled=False)
+    client, kit = world.client, world.kit
+    return client, world.license(), kit
 
 
 @pytest.fixture(scope="module")

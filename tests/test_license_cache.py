@@ -13,8 +13,8 @@ from deployd.errors import LicenseError
 from deployd.licensing.cache import CachedLicenseVerifier
 from deployd.licensing.keyring import KeyRing
 from deployd.licensing.tokens import LicenseVerifier
-from tests import jwt_forge
-from tests.factories import make_license_kit
+from tests.support import jwt_forge
+from tests.support.factories import make_license_kit
 
 
 class Clock:

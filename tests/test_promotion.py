@@ -18,7 +18,7 @@ from deployd.publishing import (
     seed_store,
 )
 from deployd.store.memory import MemoryStore
-from tests.factories import CHANNEL_YAML, write_channels
+from tests.support.factories import CHANNEL_YAML, write_channels
 
 REPO = Path(__file__).resolve().parents[1]
 EXTRA = """\

@@ -21,9 +21,9 @@ from deployd.publishing import (
 )
 from deployd.store.memory import MemoryStore
 from deployd.store.redis import RedisStore
-from tests.factories import CHANNEL_YAML, write_channels
-from tests.redis_server import free_port
-from tests.store.backends import BACKENDS, open_backend
+from tests.support.backends import BACKENDS, open_backend
+from tests.support.factories import CHANNEL_YAML, write_channels
+from tests.support.redis_server import free_port
 
 NEW_RELEASE = "  - version: 1.3.0\n    chart: {version: 0.13.0}\n"
 

@@ -23,15 +23,13 @@ from deployd.keyfiles import write_key_pair
 from deployd.licensing.keyring import generate_private_key
 from deployd.logs import JsonFormatter
 from deployd.publishers import new_token, token_hash
-from deployd.publishing import seed_store
 from deployd.server.app import create_app
-from deployd.server.settings import Settings
-from deployd.store.memory import MemoryStore
 from deployd.store.redis import RedisStore
-from tests import jwt_forge
-from tests.api.test_operator import basic
-from tests.factories import make_license_kit, write_channels
-from tests.redis_server import free_port
+from tests.support import jwt_forge
+from tests.support.factories import make_license_kit
+from tests.support.http import basic
+from tests.support.redis_server import free_port
+from tests.support.world import World
 
 AUDIENCE = "deployd-test"
 SPEC = "/api/v1/operator/channel"
@@ -65,25 +63,20 @@ class Secrets:
 @pytest.fixture
 def world(tmp_path):
     """An app with an audience, a retired key, a revoked license and every kind of bad license."""
-    kit = make_license_kit(tmp_path)
+    signing_key, _ = write_key_pair(generate_private_key(), tmp_path / "signing", "spec")
+    os.chmod(signing_key, 0o600)
+    world = World(
+        tmp_path,
+        retired_key_ids=("retired",),
+        signing_key=str(signing_key),
+        audience=AUDIENCE,
+    )
+    kit, settings, store = world.kit, world.settings, world.store
     retired = make_license_kit(tmp_path, kid="retired")
     secrets = Secrets()
     secrets.add_key_file(kit.private_key)
     secrets.add_key_file(retired.private_key)
-    signing_key, _ = write_key_pair(generate_private_key(), tmp_path / "signing", "spec")
-    os.chmod(signing_key, 0o600)
     secrets.add_key_file(signing_key)
-    settings = Settings(
-        keys_dir=str(kit.keys_dir),
-        retired_key_ids=("retired",),
-        channels_dir=str(write_channels(tmp_path / "channels")),
-        state_dir=str(tmp_path / "state"),
-        signing_key=str(signing_key),
-        audience=AUDIENCE,
-        refresh_interval=0.01,
-    )
-    store = MemoryStore()
-    seed_store(store, settings.channels_dir)
     private = serialization.load_pem_private_key(kit.private_key.read_bytes(), None)
     stranger = generate_private_key()
 

@@ -13,7 +13,7 @@ from deployd.publishing import publish_channel
 from deployd.server.view import ServerState
 from deployd.store.memory import MemoryStore
 from deployd.store.redis import RedisStore
-from tests.factories import CHANNEL_YAML
+from tests.support.factories import CHANNEL_YAML
 
 
 class Clock:

@@ -2,37 +2,34 @@ from __future__ import annotations
 
 import pytest
 
-from deployd.publishing import seed_store
 from deployd.server.app import create_app
-from deployd.server.settings import Settings
-from deployd.store.memory import MemoryStore
-from tests.factories import make_license_kit, write_channels
+from tests.support.world import World
 
 
 @pytest.fixture
-def kit(tmp_path):
-    return make_license_kit(tmp_path)
+def world(tmp_path):
+    """Keys, channels (stable and beta, sequence 1 each), a seeded memory store and settings."""
+    return World(tmp_path)
 
 
 @pytest.fixture
-def settings(tmp_path, kit):
-    return Settings(
-        keys_dir=str(kit.keys_dir),
-        channels_dir=str(write_channels(tmp_path / "channels")),
-        state_dir=str(tmp_path / "state"),
-        refresh_interval=0.01,
-    )
+def kit(world):
+    return world.kit
 
 
 @pytest.fixture
-def store(settings):
-    store = MemoryStore()
-    seed_store(store, settings.channels_dir)
-    return store
+def settings(world):
+    return world.settings
+
+
+@pytest.fixture
+def store(world):
+    return world.store
 
 
 @pytest.fixture
 def app(settings, store):
+    # From the fixtures, not world.app: a module may replace `settings` or `store`.
     return create_app(settings, store=store)
 
 
@@ -42,5 +39,5 @@ def client(app):
 
 
 @pytest.fixture
-def license(kit):
-    return kit.issue(channel="stable", channels=["stable", "beta"])
+def license(world):
+    return world.license()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.api.test_operator import basic, error_of
+from tests.support.http import basic, error_of
 
 
 def test_list_shows_only_readable_channels(client, kit):

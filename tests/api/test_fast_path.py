@@ -20,8 +20,8 @@ from deployd.channels import parse_channel_text
 from deployd.protocol import SPEC_PATH, VALIDATE_PATH
 from deployd.publishing import publish_channel
 from deployd.server.app import create_app
-from tests.api.test_operator import basic
-from tests.factories import CHANNEL_YAML
+from tests.support.factories import CHANNEL_YAML
+from tests.support.http import basic
 
 RELEASE_130 = "  - version: 1.3.0\n    chart: {version: 0.13.0}\n"
 

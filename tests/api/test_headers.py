@@ -13,7 +13,7 @@ from dataclasses import replace
 import pytest
 
 from deployd.server.app import create_app
-from tests.api.test_operator import basic
+from tests.support.http import basic
 
 SPEC_ENDPOINTS = {"operator.channel_spec", "operator.pinned_spec"}
 JWKS_ENDPOINT = "meta.jwks"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from deployd.channels import channel_digest, channel_from_document, parse_channel_text
-from tests.api.publisher_auth import add_publisher, bearer, yaml_body
-from tests.api.test_operator import basic, error_of
-from tests.factories import CHANNEL_YAML
+from tests.support.factories import CHANNEL_YAML
+from tests.support.http import basic, error_of
+from tests.support.publisher_auth import add_publisher, bearer, yaml_body
 
 STABLE = CHANNEL_YAML.format(name="stable")
 BETA = CHANNEL_YAML.format(name="beta")

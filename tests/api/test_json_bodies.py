@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.api.publisher_auth import add_publisher, bearer, yaml_body
-from tests.api.test_operator import error_of
+from tests.support.http import error_of
+from tests.support.publisher_auth import add_publisher, bearer, yaml_body
 
 VALIDATE = "/api/v1/licenses/validate"
 HUGE = "9" * 5000

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 from datetime import timedelta
@@ -12,9 +11,8 @@ import pytest
 
 from deployd.licensing.keyring import generate_private_key
 from deployd.specs.signing import SpecSigner, verify_signature
-from tests import jwt_forge
-
-CHANNEL_URL = "/api/v1/operator/channel"
+from tests.support import jwt_forge
+from tests.support.http import CHANNEL_URL, basic, error_of
 
 
 def wait_until(predicate, timeout: float = 30.0) -> None:
@@ -23,17 +21,6 @@ def wait_until(predicate, timeout: float = 30.0) -> None:
     while not predicate():
         assert time.monotonic() < deadline, f"not seen within {timeout} s"
         time.sleep(0.01)
-
-
-def basic(token: str, user: str = "license") -> dict[str, str]:
-    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{token}".encode()).decode()}
-
-
-def error_of(response) -> tuple[int, str]:
-    body = response.get_json()
-    assert set(body) == {"error"}, body
-    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
-    return response.status_code, body["error"]["code"]
 
 
 def test_spec_for_the_licenses_channel(client, license):
@@ -113,7 +100,7 @@ def test_required_release_is_stepped_through(client, license):
 def test_publish_is_seen(client, license, store):
     from deployd.channels import parse_channel_text
     from deployd.publishing import publish_channel
-    from tests.factories import CHANNEL_YAML
+    from tests.support.factories import CHANNEL_YAML
 
     text = CHANNEL_YAML.format(name="stable") + "  - version: 1.3.0\n    chart: {version: 0.13.0}\n"
     publish_channel(

@@ -15,9 +15,9 @@ from deployd.channels import channel_digest
 from deployd.errors import StoreUnavailableError
 from deployd.publishers import DEV_TOKEN_FILE, Scopes, new_token, tokens_file_line
 from deployd.server.app import create_app
-from tests.api.publisher_auth import add_publisher, bearer, yaml_body
-from tests.api.test_operator import basic, error_of
-from tests.factories import CHANNEL_YAML
+from tests.support.factories import CHANNEL_YAML
+from tests.support.http import basic, error_of
+from tests.support.publisher_auth import add_publisher, bearer, yaml_body
 
 STABLE = CHANNEL_YAML.format(name="stable")
 NEXT = (

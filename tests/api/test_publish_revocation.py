@@ -12,8 +12,8 @@ from deployd.errors import StoreUnavailableError
 from deployd.publishing import seed_store
 from deployd.server.app import create_app
 from deployd.store.redis import RedisStore
-from tests.api.publisher_auth import add_publisher, bearer
-from tests.api.test_operator import basic, error_of
+from tests.support.http import basic, error_of
+from tests.support.publisher_auth import add_publisher, bearer
 
 
 @pytest.fixture

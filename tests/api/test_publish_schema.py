@@ -17,7 +17,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from deployd.server.app import create_app
-from tests.api.publisher_auth import add_publisher
+from tests.support.publisher_auth import add_publisher
 
 CHECKS = [
     not_a_server_error,

@@ -24,10 +24,10 @@ from deployd.publishing import publish_channel, seed_store
 from deployd.server.app import create_app
 from deployd.store import Store
 from deployd.store.redis import RedisStore
-from tests.api.publisher_auth import add_publisher, bearer, yaml_body
-from tests.api.test_operator import error_of
-from tests.factories import CHANNEL_YAML
-from tests.store.backends import open_backend
+from tests.support.backends import open_backend
+from tests.support.factories import CHANNEL_YAML
+from tests.support.http import error_of
+from tests.support.publisher_auth import add_publisher, bearer, yaml_body
 
 RELEASE_1_3 = """\
   - version: 1.3.0

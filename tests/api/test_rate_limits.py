@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 
 from deployd.server.app import create_app
-from tests.api.test_operator import CHANNEL_URL, basic, error_of
+from tests.support.http import CHANNEL_URL, basic, error_of
 
 
 @pytest.fixture

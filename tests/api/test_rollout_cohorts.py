@@ -9,8 +9,8 @@ import jwt
 import pytest
 
 from deployd.server.app import create_app
-from tests.api.publisher_auth import add_publisher, bearer
-from tests.api.test_operator import basic
+from tests.support.http import basic
+from tests.support.publisher_auth import add_publisher, bearer
 
 CUSTOMERS = [f"customer-{i}" for i in range(4)]
 

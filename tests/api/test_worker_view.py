@@ -14,7 +14,7 @@ from deployd.publishing import seed_store
 from deployd.server.app import create_app
 from deployd.store import StoreMarker
 from deployd.store.memory import MemoryStore
-from tests.api.test_operator import CHANNEL_URL, basic
+from tests.support.http import CHANNEL_URL, basic
 
 THREADS = 16
 

@@ -5,13 +5,6 @@ from __future__ import annotations
 import pytest
 
 from deployd.cli.main import main
-from deployd.server.settings import ENVIRONMENT
-
-
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch):
-    for name in ENVIRONMENT:
-        monkeypatch.delenv(name, raising=False)
 
 
 def test_the_embedded_default_is_a_good_configuration(capsys):

@@ -10,14 +10,6 @@ import pytest
 
 from deployd.cli.main import main
 from deployd.cli.remote import SERVER_ENV, TOKEN_ENV
-from deployd.server.settings import ENVIRONMENT
-from tests.cli.test_publish_cli import server, token  # noqa: F401  (fixtures)
-
-
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch):
-    for name in (*ENVIRONMENT, SERVER_ENV, TOKEN_ENV):
-        monkeypatch.delenv(name, raising=False)
 
 
 def test_the_bare_command_lists_the_commands(capsys):
@@ -36,7 +28,7 @@ def test_read_only_commands_offer_no_write_options(capsys):
     assert "--redis-url" in out
 
 
-def test_output_into_a_reader_that_leaves_early_ends_quietly(server, token):  # noqa: F811
+def test_output_into_a_reader_that_leaves_early_ends_quietly(server, token):
     env = {**os.environ, SERVER_ENV: server.url, TOKEN_ENV: token}
     process = subprocess.Popen(
         [sys.executable, "-m", "deployd.cli.main", "history", "stable", "1"],

@@ -16,15 +16,8 @@ from deployd.cli.main import main
 from deployd.errors import LicenseError
 from deployd.licensing.keyring import KeyRing
 from deployd.licensing.tokens import LicenseVerifier, issue_license
-from deployd.server.settings import ENVIRONMENT, Settings, settings_from_env
+from deployd.server.settings import Settings, settings_from_env
 from deployd.store import open_store
-
-
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch):
-    """Only what a test sets itself: no DEPLOYD_* or REDIS_URL from the developer's shell."""
-    for name in ENVIRONMENT:
-        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture

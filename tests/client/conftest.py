@@ -4,8 +4,9 @@ import pytest
 
 from deployd.client.config import ClientConfig, load_trusted_keys
 from tests.client.faultserver import FaultServer
-from tests.client.live import LiveServer
 from tests.client.specs import SpecKey
+from tests.support.live import serving
+from tests.support.world import World
 
 # Tiny intervals and backoff so loops run in milliseconds; timeouts short but not flaky.
 FAST = {
@@ -52,9 +53,8 @@ def make_config(tmp_path, signer):
 @pytest.fixture
 def live(tmp_path):
     """The real server on loopback (embedded store, dev signing key in its state dir)."""
-    server = LiveServer(tmp_path / "server")
-    yield server
-    server.stop()
+    with serving(World(tmp_path / "server", rate_limit_enabled=False)) as server:
+        yield server
 
 
 @pytest.fixture

@@ -21,8 +21,10 @@ from tests.client.faultserver import (
     serve,
     slow,
 )
-from tests.client.live import CHANNEL, LiveServer
-from tests.client.test_poller import Recorder, run_until
+from tests.support.factories import CHANNEL_YAML
+from tests.support.live import LiveServer
+from tests.support.polling import Recorder, run_until
+from tests.support.world import World
 
 
 @pytest.fixture
@@ -156,7 +158,14 @@ def test_a_spec_for_another_release_than_pinned(live, fault_server, fault_config
 def test_an_expired_spec_from_a_server_with_a_tiny_window_is_a_freeze(
     tmp_path, fault_server, make_config
 ):
-    short = LiveServer(tmp_path / "short", spec_window_seconds=1, spec_expiry_windows=1)
+    short = LiveServer(
+        World(
+            tmp_path / "short",
+            rate_limit_enabled=False,
+            spec_window_seconds=1,
+            spec_expiry_windows=1,
+        )
+    )
     try:
         answer = short.capture()
     finally:
@@ -228,7 +237,7 @@ def test_a_required_release_captured_from_a_client_behind_is_a_downgrade(
 def test_a_publishers_rollback_is_a_new_sequence_and_goes_through(live, fault_server, fault_config):
     live.publish_next_release()
     newest = live.capture()
-    live.publish("stable", CHANNEL.format(name="stable"))  # 1.3.0 withdrawn again
+    live.publish("stable", CHANNEL_YAML.format(name="stable"))  # 1.3.0 withdrawn again
     rolled_back = live.capture()
     assert b'"release":"1.2.0"' in rolled_back.body and b'"sequence":"3"' in rolled_back.body
     fault_server.script(replay(newest), replay(rolled_back))

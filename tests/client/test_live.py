@@ -9,8 +9,8 @@ from deployd.cli.main import main
 from deployd.client.config import load_trusted_keys
 from deployd.client.fetch import HttpFetcher
 from deployd.client.poller import Poller, PollOutcome, SyncAction
-from tests.client.test_poller import Recorder, eventually, run_until, running
-from tests.client.test_reconcilers import EXAMPLE, helm_env
+from tests.support.helm import EXAMPLE, helm_env
+from tests.support.polling import Recorder, eventually, run_until, running
 
 
 class RecordingFetcher(HttpFetcher):

@@ -11,7 +11,7 @@ import pytest
 from deployd.client.poller import Poller, PollOutcome, SyncAction
 from tests.client.faultserver import closed_port_url, serve
 from tests.client.specs import DAY
-from tests.client.test_poller import LICENSE, Recorder, run_until
+from tests.support.polling import LICENSE, Recorder, run_until
 
 
 def make_poller(make_config, server, **kwargs):

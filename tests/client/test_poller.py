@@ -3,34 +3,18 @@
 from __future__ import annotations
 
 import base64
-import contextlib
 import logging
-import threading
 import time
 
 import pytest
 
-from deployd.client.errors import InputError, ReconcileError
+from deployd.client.errors import InputError
 from deployd.client.inputs import CustomResource
 from deployd.client.poller import Poller, PollOutcome, SyncAction
 from deployd.client.reconcilers import CallableReconciler
 from tests.client.faultserver import error, hang_up, serve
 from tests.client.specs import DAY
-
-LICENSE = "eyJhbGciOiJFZERTQSJ9.eyJjaGFubmVsIjoic3RhYmxlIn0.c2lnbmF0dXJl"  # channel: stable
-
-
-class Recorder:
-    """A reconciler that records its calls and fails the first `failures` of them."""
-
-    def __init__(self, failures: int = 0) -> None:
-        self.calls: list[tuple] = []
-        self.failures = failures
-
-    def reconcile(self, desired, previous):
-        self.calls.append((desired, previous))
-        if len(self.calls) <= self.failures:
-            raise ReconcileError(f"attempt {len(self.calls)} failed")
+from tests.support.polling import LICENSE, Recorder, run_until
 
 
 def served(signer, etag='"e1"', **fields):
@@ -224,32 +208,6 @@ def test_any_exception_from_a_reconciler_is_a_failure(fault_server, make_config,
     with poller_for(fault_server, make_config) as poller:
         result = poller.sync_once(CallableReconciler(broken))
     assert result.action is SyncAction.FAILED and result.message == "KeyError: 'chart'"
-
-
-@contextlib.contextmanager
-def running(poller, reconciler):
-    """Run `poller.run` in a thread for the duration of the block (one run: one start)."""
-    stop = threading.Event()
-    thread = threading.Thread(target=poller.run, args=(reconciler, stop))
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(5)
-    assert not thread.is_alive()
-
-
-def eventually(condition, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.01)
-
-
-def run_until(poller, reconciler, done, timeout=60.0):
-    with running(poller, reconciler):
-        eventually(done, timeout)
 
 
 def test_run_retries_a_failing_reconciler_with_backoff_until_it_succeeds(

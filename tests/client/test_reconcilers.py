@@ -7,7 +7,6 @@ import logging
 import os
 import shutil
 import stat
-import sys
 import textwrap
 import time
 from pathlib import Path
@@ -27,8 +26,7 @@ from deployd.client.reconcilers import (
 )
 from deployd.client.redact import mask_secrets
 from deployd.publishers import new_token
-
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "helm-reconcile.sh"
+from tests.support.helm import EXAMPLE, helm_env
 
 DESIRED = DesiredState(
     {"channel": "stable", "release": "1.2.0", "sequence": "3"},
@@ -259,14 +257,6 @@ def fake_helm(tmp_path):
         """,
     )
     return tmp_path
-
-
-def helm_env(bin_dir: Path | None, **extra: str) -> dict[str, str]:
-    # python3 must stay reachable for the script; helm only when bin_dir provides it.
-    python_dir = str(Path(sys.executable).parent)
-    system = "/usr/bin:/bin"
-    path = ":".join(p for p in (str(bin_dir) if bin_dir else "", python_dir, system) if p)
-    return {"PATH": path, "HOME": os.environ.get("HOME", "/tmp"), **extra}
 
 
 def test_the_helm_example_runs_helm_upgrade_install_with_chart_and_values(fake_helm):

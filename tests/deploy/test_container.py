@@ -21,8 +21,8 @@ import uuid
 import pytest
 import requests
 
-from tests.e2e.gunicorn_server import REPO, redis_setup
-from tests.redis_server import free_port
+from tests.support.gunicorn import REPO, redis_setup
+from tests.support.redis_server import free_port
 
 pytestmark = pytest.mark.e2e
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.redis_server import free_port, require_redis_server
+from tests.support.redis_server import free_port, require_redis_server
 
 pytestmark = pytest.mark.e2e
 

@@ -10,8 +10,8 @@ import requests
 
 from deployd.channels import parse_channel_text
 from deployd.publishing import publish_channel
-from tests.e2e.gunicorn_server import GunicornServer, redis_setup
-from tests.factories import CHANNEL_YAML
+from tests.support.factories import CHANNEL_YAML
+from tests.support.gunicorn import GunicornServer, redis_setup
 
 # How long to wait for what must happen, however busy the machine: never a latency bound.
 PATIENCE = 60.0

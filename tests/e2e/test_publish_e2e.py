@@ -17,8 +17,8 @@ import pytest
 import requests
 
 from deployd.publishers import new_token, token_hash
-from tests.e2e.gunicorn_server import GunicornServer, redis_setup
-from tests.factories import CHANNEL_YAML, write_channels
+from tests.support.factories import CHANNEL_YAML, write_channels
+from tests.support.gunicorn import GunicornServer, redis_setup
 
 pytestmark = pytest.mark.e2e
 

@@ -20,9 +20,9 @@ import requests
 
 from deployd.publishers import new_token, token_hash
 from deployd.store.redis import RedisStore
-from tests.e2e.gunicorn_server import GunicornServer, redis_setup
-from tests.factories import CHANNEL_YAML, LicenseKit
-from tests.redis_server import RedisServer, free_port, require_redis_server
+from tests.support.factories import CHANNEL_YAML, LicenseKit
+from tests.support.gunicorn import GunicornServer, redis_setup
+from tests.support.redis_server import RedisServer, free_port, require_redis_server
 
 pytestmark = pytest.mark.e2e
 

@@ -24,8 +24,8 @@ from deployd.keyfiles import write_key_pair
 from deployd.licensing.keyring import generate_private_key
 from deployd.publishing import publish_channel, seed_store
 from deployd.store.redis import RedisStore
-from tests.e2e.gunicorn_server import GunicornServer
-from tests.factories import CHANNEL_YAML, make_license_kit, write_channels
+from tests.support.factories import CHANNEL_YAML, make_license_kit, write_channels
+from tests.support.gunicorn import GunicornServer
 
 pytestmark = pytest.mark.e2e
 

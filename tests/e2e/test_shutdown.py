@@ -10,7 +10,7 @@ import time
 import pytest
 import requests
 
-from tests.e2e.gunicorn_server import GunicornServer, redis_setup
+from tests.support.gunicorn import GunicornServer, redis_setup
 
 pytestmark = pytest.mark.e2e
 

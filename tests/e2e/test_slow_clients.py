@@ -15,8 +15,7 @@ import pytest
 
 from bench.slow_clients import attack
 from deployd.licensing.tokens import issue_license
-from tests.e2e.gunicorn_server import REPO, GunicornServer, redis_setup
-from tests.e2e.test_serve import serve  # noqa: F401  (fixture: `deployd serve` on a free port)
+from tests.support.gunicorn import REPO, GunicornServer, redis_setup
 
 pytestmark = pytest.mark.e2e
 

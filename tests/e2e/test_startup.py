@@ -22,9 +22,9 @@ import requests
 from deployd.keyfiles import write_key_pair
 from deployd.licensing.keyring import generate_private_key
 from deployd.licensing.tokens import issue_license
-from tests.e2e.gunicorn_server import REPO, GunicornServer, redis_setup
-from tests.factories import make_license_kit
-from tests.redis_server import free_port
+from tests.support.factories import make_license_kit
+from tests.support.gunicorn import REPO, GunicornServer, redis_setup
+from tests.support.redis_server import free_port
 
 pytestmark = pytest.mark.e2e
 

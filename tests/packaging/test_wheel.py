@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.redis_server import free_port
+from tests.support.redis_server import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e

@@ -1,6 +1,6 @@
 import pytest
 
-from tests.store.backends import BACKENDS, open_backend
+from tests.support.backends import BACKENDS, open_backend
 
 
 @pytest.fixture(params=BACKENDS)

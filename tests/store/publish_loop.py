@@ -14,7 +14,7 @@ import sys
 from deployd.channels import parse_channel_text
 from deployd.publishing import publish_channel
 from deployd.store.redis import RedisStore
-from tests.factories import CHANNEL_YAML
+from tests.support.factories import CHANNEL_YAML
 
 # About 200 KB of values: the transaction carries the record twice (current and history).
 PADDING = 200_000

@@ -22,7 +22,7 @@ from deployd.errors import PreconditionFailedError
 from deployd.publishing import PublishResult, publish_channel, seed_store, summarize
 from deployd.store import ChannelRecord
 from deployd.store.redis import RedisStore
-from tests.factories import CHANNEL_YAML, write_channels
+from tests.support.factories import CHANNEL_YAML, write_channels
 
 pytestmark = pytest.mark.redis_server
 

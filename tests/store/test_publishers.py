@@ -12,7 +12,7 @@ import redis
 
 from deployd.errors import ConflictError, StoreUnavailableError
 from deployd.store.redis import RedisStore
-from tests.redis_server import free_port
+from tests.support.redis_server import free_port
 
 RFC3339_UTC = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
 HASH_A, HASH_B, HASH_C = "a" * 64, "b" * 64, "c" * 64

@@ -24,7 +24,7 @@ from deployd.server.settings import Settings
 from deployd.store import ChannelRecord, open_store
 from deployd.store.memory import MemoryStore
 from deployd.store.redis import CHANGES_TOPIC, RedisStore
-from tests.redis_server import RedisServer, free_port, require_redis_server
+from tests.support.redis_server import RedisServer, free_port, require_redis_server
 
 THREADS = 20
 

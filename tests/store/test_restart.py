@@ -23,12 +23,13 @@ from deployd.cli.main import main
 from deployd.keyfiles import write_key_pair
 from deployd.licensing.keyring import generate_private_key
 from deployd.publishers import token_hash
-from deployd.publishing import publish_channel, seed_store
+from deployd.publishing import publish_channel
 from deployd.server.app import create_app
 from deployd.server.settings import Settings
 from deployd.store.redis import RedisStore
-from tests.factories import CHANNEL_YAML, LicenseKit, make_license_kit, write_channels
-from tests.redis_server import RedisServer, free_port, require_redis_server
+from tests.support.factories import CHANNEL_YAML, LicenseKit
+from tests.support.redis_server import RedisServer, free_port, require_redis_server
+from tests.support.world import World
 
 pytestmark = pytest.mark.redis_server
 
@@ -71,18 +72,16 @@ def served(tmp_path: Path) -> Iterator[Served]:
     redis.start()
     store = RedisStore.from_url(redis.url)
     store.initialize()
-    seed_store(store, write_channels(tmp_path / "channels"))
-    kit = make_license_kit(tmp_path)
     signing_key, _ = write_key_pair(generate_private_key("EdDSA"), tmp_path / "signing", "s1")
-    settings = Settings(
+    world = World(
+        tmp_path,
+        store=store,
         redis_url=redis.url,
-        keys_dir=str(kit.keys_dir),
         signing_key=str(signing_key),
-        state_dir=str(tmp_path / "state"),
-        refresh_interval=0.01,
         spec_window_seconds=10**9,  # one window for the whole test: bodies compare byte for byte
         rate_limit_enabled=False,
     )
+    settings, kit = world.settings, world.kit
     license, revoked = kit.issue(), kit.issue(customer="gone")
     jti = jwt.decode(revoked, options={"verify_signature": False})["jti"]
     store.revoke(jti, reason="churned", by="test")

@@ -14,8 +14,8 @@ from deployd.server.app import create_app
 from deployd.server.settings import Settings
 from deployd.store.memory import MemoryStore
 from deployd.store.redis import RedisStore
-from tests.api.publisher_auth import add_publisher, bearer, yaml_body
-from tests.factories import CHANNEL_YAML, make_license_kit, write_channels
+from tests.support.factories import CHANNEL_YAML, make_license_kit, write_channels
+from tests.support.publisher_auth import add_publisher, bearer, yaml_body
 
 
 @pytest.fixture

@@ -1,45 +1,22 @@
-"""The real server (deployd.server.app.create_app) on loopback in a thread, for the client's
-live tests."""
+"""A World's app (the real create_app) served by werkzeug on 127.0.0.1 in a thread, for the CLI
+and client tests that talk HTTP to a server in the same process."""
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import requests
-import yaml
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from deployd.channels import channel_digest
-from deployd.keyfiles import write_key_pair
-from deployd.licensing.keyring import generate_private_key
-from deployd.licensing.tokens import issue_license
-from deployd.publishing import seed_store
+from deployd.channels import channel_digest, parse_channel_text
 from deployd.server.app import create_app
-from deployd.server.settings import Settings
-from deployd.store.memory import MemoryStore
-
-CHANNEL = """\
-name: {name}
-description: Client test channel {name}.
-chart: {{url: https://charts.example.com, name: server}}
-values: {{global: {{logLevel: info}}, app: {{image: {{tag: "0.1.0"}}}}}}
-releases:
-  - version: 1.0.0
-    chart: {{version: 0.10.0}}
-    values: {{app: {{image: {{tag: "0.50.0"}}}}}}
-  - version: 1.1.0
-    chart: {{version: 0.11.0}}
-    values: {{app: {{image: {{tag: "0.51.0"}}}}}}
-    required: true
-  - version: 1.2.0
-    chart: {{version: 0.12.0}}
-    values: {{app: {{image: {{tag: "0.52.0"}}}}}}
-"""
+from tests.support.factories import CHANNEL_YAML
+from tests.support.world import World
 
 NEXT_RELEASE = """\
   - version: 1.3.0
@@ -64,34 +41,18 @@ class Captured:
 
 
 class LiveServer:
-    """create_app(settings, store=...) served by werkzeug on 127.0.0.1, with the store at hand."""
+    """`world`'s settings and store served on 127.0.0.1; a license for stable (and beta) at hand."""
 
-    def __init__(self, root: Path, **settings_overrides: Any) -> None:
-        self.root = root
-        root.mkdir(parents=True, exist_ok=True)
-        channels = root / "channels"
-        channels.mkdir(exist_ok=True)
-        for name in ("stable", "beta"):
-            (channels / f"{name}.yaml").write_text(CHANNEL.format(name=name))
-        keys = root / "keys"
-        keys.mkdir(exist_ok=True)
-        self.license_key, public = write_key_pair(generate_private_key(), root / "private", "test")
-        (keys / public.name).write_bytes(public.read_bytes())
-        fields = {
-            "keys_dir": str(keys),
-            "channels_dir": str(channels),
-            "state_dir": str(root / "state"),
-            "refresh_interval": 0.01,
-            "rate_limit_enabled": False,
-        }
-        fields.update(settings_overrides)
-        self.settings = Settings(**fields)
-        self.store = MemoryStore()
-        seed_store(self.store, self.settings.channels_dir)
-        self.license = self.issue()
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.settings = world.settings
+        self.store = world.store
+        self.kit = world.kit
+        self.license = world.license()
+        self.app = world.app
         self._server: BaseWSGIServer | None = None
         self.port = 0
-        self.start()
+        self._serve()
 
     @property
     def url(self) -> str:
@@ -103,10 +64,18 @@ class LiveServer:
         return Path(self.settings.state_dir) / "dev-signing.pub"
 
     def start(self) -> None:
-        """Serve (again) on the same port; the store and signing key stay the same."""
-        app = create_app(self.settings, store=self.store)
+        """Serve again on the same port, as a restarted process: a new app over the same store
+        and signing key."""
+        self.app = create_app(self.settings, store=self.store)
+        self._serve()
+
+    def _serve(self) -> None:
         self._server = make_server(
-            "127.0.0.1", self.port, app, threaded=True, request_handler=_OneRequestPerConnection
+            "127.0.0.1",
+            self.port,
+            self.app,
+            threaded=True,
+            request_handler=_OneRequestPerConnection,
         )
         self.port = self._server.server_port
         threading.Thread(
@@ -120,21 +89,12 @@ class LiveServer:
             self._server.server_close()
             self._server = None
 
-    def issue(
-        self, channel: str = "stable", channels: tuple[str, ...] = ("stable", "beta"), **kw: Any
-    ) -> str:
-        return issue_license(
-            self.license_key,
-            customer="acme",
-            channel=channel,
-            channels=list(channels),
-            expires_in=kw.pop("expires_in", timedelta(days=30)),
-            **kw,
-        )
+    def issue(self, channel: str = "stable", channels: tuple[str, ...] = ("stable", "beta")) -> str:
+        return self.world.license(channel, channels=list(channels))
 
     def publish(self, name: str, text: str) -> int:
         """Publish a channel document through the store, as `deployd publish` would."""
-        document = yaml.safe_load(text)
+        document = parse_channel_text(text, filename=f"{name}.yaml").document
         record = self.store.publish(
             name,
             document=document,
@@ -144,7 +104,7 @@ class LiveServer:
             summary="client test publish",
         )
         # Server processes look at the store at most every refresh_interval: wait until it shows.
-        deadline = time.monotonic() + 3
+        deadline = time.monotonic() + 30
         marker = f'"sequence":"{record.sequence}"'.encode()
         while marker not in self.capture(f"/api/v1/operator/channel?channel={name}").body:
             assert time.monotonic() < deadline, "the server did not pick up the publish"
@@ -152,7 +112,7 @@ class LiveServer:
         return record.sequence
 
     def publish_next_release(self, name: str = "stable") -> int:
-        return self.publish(name, CHANNEL.format(name=name) + NEXT_RELEASE)
+        return self.publish(name, CHANNEL_YAML.format(name=name) + NEXT_RELEASE)
 
     def capture(
         self, path: str = "/api/v1/operator/channel", *, license: str | None = None, **headers: str
@@ -170,3 +130,13 @@ class LiveServer:
             response.headers.get("Deployd-Signature"),
             response.headers.get("ETag"),
         )
+
+
+@contextmanager
+def serving(world: World) -> Iterator[LiveServer]:
+    """`world` on loopback for the duration of the block."""
+    server = LiveServer(world)
+    try:
+        yield server
+    finally:
+        server.stop()

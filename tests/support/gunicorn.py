@@ -15,10 +15,10 @@ import requests
 
 from deployd.keyfiles import write_key_pair
 from deployd.licensing.keyring import generate_private_key
-from deployd.publishing import seed_store
 from deployd.store.redis import RedisStore
-from tests.factories import LicenseKit, make_license_kit, write_channels
-from tests.redis_server import free_port
+from tests.support.factories import LicenseKit
+from tests.support.redis_server import free_port
+from tests.support.world import World
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -33,14 +33,13 @@ class RedisSetup:
 
 
 def redis_setup(tmp_path: Path, redis_url: str) -> RedisSetup:
-    """Make license and signing keys under `tmp_path`, initialise the store in Redis (unless it
-    is already) and seed the test channels into it."""
-    kit = make_license_kit(tmp_path)
+    """Initialise the store in Redis (unless it is already), seed the test channels into it and
+    make license keys (a World under `tmp_path/world`) and a signing key (`tmp_path/signing`)."""
     signing_key, _ = write_key_pair(generate_private_key("EdDSA"), tmp_path / "signing", "spec-1")
     store = RedisStore.from_url(redis_url)
     if store.marker().epoch is None:
         store.initialize()
-    seed_store(store, write_channels(tmp_path / "seed"))
+    kit = World(tmp_path / "world", store=store, redis_url=redis_url).kit
     env = {
         "REDIS_URL": redis_url,
         "DEPLOYD_KEYS_DIR": str(kit.keys_dir),
