@@ -12,6 +12,7 @@ import os
 import signal
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -127,7 +128,11 @@ def test_polls_are_answered_while_redis_hangs_and_a_publish_after_shows_up(tmp_p
                 during = results[stopped_at:]
                 assert len(during) > 20, "too few polls while Redis was stopped to say anything"
                 unanswered = [status for status in during if status not in (200, 304)]
-                assert not unanswered, f"{len(unanswered)} of {len(during)} polls not answered"
+                assert not unanswered, (
+                    f"{len(unanswered)} of {len(during)} polls not answered"
+                    f" (status: count, None = no answer in {POLL_TIMEOUT:g} s):"
+                    f" {dict(Counter(unanswered))}"
+                )
                 # Readiness says so (the background refresh timed out; no request waited).
                 wait_for(lambda: readyz_status(server.url) == 503)
                 ready = requests.get(server.url + "/readyz", timeout=POLL_TIMEOUT).json()
