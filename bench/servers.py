@@ -43,7 +43,9 @@ class Gunicorn:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        env = {**os.environ, **self.env, "HOST": "127.0.0.1", "PORT": str(self.port)}
+        # No shutdown drain between measurements (the drain is for load balancers in production).
+        env = {"DEPLOYD_DRAIN_SECONDS": "0", **os.environ, **self.env}
+        env.update(HOST="127.0.0.1", PORT=str(self.port))
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
