@@ -69,8 +69,9 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
         server.stop()
 
 
-def poll(url: str, license: str, etag: str | None = None) -> int | None:
-    """The status of one poll, or None when it was not answered in time."""
+def poll(url: str, license: str, etag: str | None = None) -> int | str | None:
+    """The status of one poll (with the error code when it is an error), or None when it was
+    not answered in time."""
     headers = {"If-None-Match": etag} if etag else {}
     try:
         response = requests.get(
@@ -78,6 +79,9 @@ def poll(url: str, license: str, etag: str | None = None) -> int | None:
         )
     except requests.RequestException:
         return None
+    if response.status_code >= 400:
+        error = response.json()["error"]
+        return f"{response.status_code} {error['code']}: {error['message']}"
     return response.status_code
 
 
@@ -107,7 +111,7 @@ def test_polls_are_answered_while_redis_hangs_and_a_publish_after_shows_up(tmp_p
                 assert warm == [200] * POLLERS
 
             stop_polling = threading.Event()
-            results: list[int | None] = []
+            results: list[int | str | None] = []
 
             def poller(license: str) -> None:
                 n = 0
