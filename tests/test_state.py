@@ -273,16 +273,44 @@ def test_under_a_background_driver_reads_never_touch_the_store_after_the_first_v
     clock.now += 60
     assert state.channel("a")[0] == 1, "a read refreshed: only the background round may"
     assert state.background_round()
-    assert store.reads == reads + 1, "the changed channel is compiled by the background round"
+    # The changed channel, and the two never asked for, are compiled by the background round.
+    assert store.reads == reads + 3
     assert state.channel("a")[0] == 2
-    assert store.reads == reads + 1
+    assert store.reads == reads + 3
 
     store.down = True
     assert not state.background_round()
     assert not state.store_reachable
     assert state.channel("a")[0] == 2
-    with pytest.raises(StoreUnavailableError):
-        state.channel("b")  # never loaded: no answer while the store is unreachable
     assert state.view_age() == 0
     clock.now += 5
     assert state.view_age() == 5
+
+
+def test_a_worker_serves_channels_it_was_never_asked_for_through_an_outage(store, clock):
+    # A fresh worker (or one restarted by gunicorn) whose fleet had not polled some channel yet
+    # used to answer 503 for it as soon as the store hung: only requests compiled channels.
+    state = ServerState(store, auto_refresh=False, clock=clock)
+    assert state.background_round()
+    reads = store.reads
+    store.down = True
+    assert not state.background_round()
+    assert [state.channel(name)[1].name for name in ("a", "b", "c")] == ["a", "b", "c"]
+    assert store.reads == reads
+
+
+def test_compiling_ahead_never_evicts_a_channel_and_stops_at_the_cache_size(clock):
+    store = FlakyStore()
+    for name in ("a", "b", "c", "d"):
+        publish(store, name)
+    state = ServerState(store, auto_refresh=False, max_channels=2, clock=clock)
+    assert state.channel("d") is not None
+    assert state.background_round()
+    reads = store.reads
+    assert state.background_round()
+    assert store.reads == reads, "a full cache compiles nothing more"
+    store.down = True
+    assert state.channel("d") is not None  # the one asked for stayed
+    assert state.channel("a") is not None  # the first by name filled the room left
+    with pytest.raises(StoreUnavailableError):
+        state.channel("b")  # no room was left for it

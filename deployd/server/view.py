@@ -2,8 +2,10 @@
 
 The store is the truth; each process answers from this snapshot. Inside the server a background
 thread (`deployd.server.refresher`) calls `background_round()` every `refresh_interval`: it asks
-the store whether anything changed (one cheap read of the generation counter) and reloads the
-compiled channels a publish changed, so requests never wait on the store (`auto_refresh=False`).
+the store whether anything changed (one cheap read of the generation counter), reloads the
+compiled channels a publish changed and compiles the channels it has room for and has not compiled
+yet (so a fresh worker can serve every channel through a store outage, not only the ones it
+happened to be asked for), so requests never wait on the store (`auto_refresh=False`).
 Only the very first view is loaded by a request when the thread has not loaded it yet: a request
 never sees an empty view of a store that has channels. Used on its own (`auto_refresh=True`, the
 default), reads refresh at most once per `refresh_interval` themselves. While the store is
@@ -24,6 +26,7 @@ and reloads everything. A store without an epoch is served from by nobody: `chan
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -35,6 +38,10 @@ from deployd.errors import StoreUnavailableError, StoreUninitializedError
 from deployd.store import Store, StoreMarker
 
 logger = logging.getLogger(__name__)
+
+# How many channels not compiled yet one background round compiles (one store read each), so a
+# worker fills its cache within seconds of starting while each round stays short.
+PREFETCH_PER_ROUND = 50
 
 
 class ServerState:
@@ -230,22 +237,34 @@ class ServerState:
                 self.refresh(force=True)
 
     def background_round(self) -> bool:
-        """One round of the background thread: refresh, then compile again the channels kept in
-        memory that a publish changed, so requests find them ready. True when the store answered."""
+        """One round of the background thread: refresh, compile again the channels kept in memory
+        that a publish changed, then compile channels not compiled yet while there is room, so
+        requests find them ready and a worker that never served a channel can serve it through a
+        store outage. True when the store answered."""
         self.refresh(force=True)
         try:
             kept = [(name, compiled[0]) for name, compiled in list(self._compiled.items())]
         except RuntimeError:  # reordered by a request meanwhile: reload on the next round
             kept = []
-        for name, compiled_sequence in kept:
-            if not self.store_reachable:
-                break
-            if self._sequences.get(name, compiled_sequence) > compiled_sequence:
-                try:
-                    self._load(name)
-                except StoreUnavailableError:
-                    return False  # requests answer from the older version meanwhile
+        stale = [n for n, s in kept if self._sequences.get(n, s) > s]
+        try:
+            for name in stale + self._not_compiled(PREFETCH_PER_ROUND):
+                if not self.store_reachable:
+                    break
+                self._load(name)
+        except StoreUnavailableError:
+            return False  # requests answer from what is compiled meanwhile
         return self.store_reachable
+
+    def _not_compiled(self, limit: int) -> list[str]:
+        """Up to `limit` channels of the store not compiled here, as many as fit in the cache
+        without evicting one (by name: which ones is arbitrary, and requests reorder the cache)."""
+        room = min(limit, self.max_channels - len(self._compiled))
+        if room <= 0:
+            return []
+        compiled = self._compiled
+        missing = (name for name in sorted(self._sequences) if name not in compiled)
+        return list(itertools.islice(missing, room))
 
     def view_age(self) -> float | None:
         """Seconds since the store last answered a refresh; None when it never did."""
