@@ -8,11 +8,10 @@ import re
 import pytest
 import yaml
 
-from deployd.channels import channel_digest, parse_channel_text
+from deployd.channels import channel_digest, load_channel_sources, parse_channel_text
 from deployd.cli.main import main
 from deployd.errors import ChannelValidationError, PreconditionFailedError
 from deployd.publishing import (
-    channel_sources,
     check_channels,
     publish_channel,
     publish_channels,
@@ -178,11 +177,11 @@ def test_seed_store_loads_every_channel_file_once(store, tmp_path):
     assert store.sequences() == {"beta": 1, "stable": 1}
 
 
-def test_channel_sources_pairs_each_channel_with_its_text(tmp_path):
+def test_load_channel_sources_pairs_each_channel_with_its_text(tmp_path):
     directory = write_channels(tmp_path / "channels", ("stable", "beta"))
     extra = tmp_path / "alpha.yml"
     extra.write_text(CHANNEL_YAML.format(name="alpha") + "# trailing comment\n")
-    items = channel_sources([directory, extra])
+    items = load_channel_sources([directory, extra])
     assert [(c.name, text) for c, text in items] == [
         ("beta", (directory / "beta.yaml").read_text()),
         ("stable", (directory / "stable.yaml").read_text()),
@@ -190,7 +189,7 @@ def test_channel_sources_pairs_each_channel_with_its_text(tmp_path):
     ]
 
 
-def test_channel_sources_parses_each_file_once(tmp_path, monkeypatch):
+def test_load_channel_sources_parses_each_file_once(tmp_path, monkeypatch):
     directory = write_channels(tmp_path / "channels", ("stable", "beta"))
     composed = []
     compose = yaml.compose
@@ -200,16 +199,16 @@ def test_channel_sources_parses_each_file_once(tmp_path, monkeypatch):
         return compose(stream, *args, **kwargs)
 
     monkeypatch.setattr(yaml, "compose", counting_compose)
-    items = channel_sources([directory])
+    items = load_channel_sources([directory])
     assert [text for _channel, text in items] == composed
     assert len(composed) == 2
 
 
-def test_channel_sources_reports_the_problems_of_every_file(tmp_path):
+def test_load_channel_sources_reports_the_problems_of_every_file(tmp_path):
     (tmp_path / "stable.yaml").write_text(CHANNEL_YAML.format(name="stable").replace("1.1.0", "x"))
     (tmp_path / "beta.yaml").write_text(CHANNEL_YAML.format(name="gamma"))
     with pytest.raises(ChannelValidationError) as raised:
-        channel_sources([tmp_path, tmp_path / "missing.yaml"])
+        load_channel_sources([tmp_path, tmp_path / "missing.yaml"])
     files = {p.file for p in raised.value.problems}
     assert files == {str(tmp_path / n) for n in ("stable.yaml", "beta.yaml", "missing.yaml")}
 

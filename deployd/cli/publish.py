@@ -14,11 +14,11 @@ import argparse
 import sys
 from typing import Any
 
-from deployd.channels import channel_digest
+from deployd.channels import channel_digest, load_channel_sources
 from deployd.cli import Subparsers
 from deployd.cli.targets import add_target_arguments, open_target
 from deployd.errors import ChannelValidationError
-from deployd.publishing import channel_sources, describe_changes, summarize
+from deployd.publishing import describe_changes, summarize
 
 
 def register(subparsers: Subparsers) -> None:
@@ -50,7 +50,7 @@ def run_publish(args: argparse.Namespace) -> int:
     target fails; channels reported before such a failure were published.
     """
     try:
-        items = channel_sources(args.paths)
+        items = load_channel_sources(args.paths)
     except ChannelValidationError as e:
         for problem in e.problems:
             print(problem, file=sys.stderr)

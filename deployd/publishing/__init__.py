@@ -21,12 +21,11 @@ from deployd.publishing.responses import (
     record_dict,
     rollback_dict,
 )
-from deployd.publishing.sources import channel_sources, document_source
+from deployd.publishing.sources import document_source
 
 __all__ = [
     "Promotion",
     "PublishResult",
-    "channel_sources",
     "check_channels",
     "describe_changes",
     "document_source",

@@ -11,6 +11,7 @@ from deployd.channels import (
     Channel,
     channel_digest,
     channel_from_document,
+    load_channel_sources,
 )
 from deployd.errors import (
     ChannelValidationError,
@@ -19,7 +20,6 @@ from deployd.errors import (
     Problem,
 )
 from deployd.publishing.changes import summarize
-from deployd.publishing.sources import channel_sources
 from deployd.store import ChannelRecord, Store
 
 logger = logging.getLogger(__name__)
@@ -128,7 +128,7 @@ def seed_store(store: Store, channels_dir: str | Path) -> list[PublishResult]:
 
     Channels whose document is already current are left alone, so seeding twice changes nothing.
     """
-    return publish_channels(store, channel_sources([channels_dir]), publisher="seed")
+    return publish_channels(store, load_channel_sources([channels_dir]), publisher="seed")
 
 
 def _noted(note: str | None, summary: str) -> str:
