@@ -32,13 +32,16 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Mapping
-from dataclasses import dataclass, fields
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any, Protocol
 
-from deployd.errors import StoreUninitializedError
+from deployd.errors import ConflictError, StoreUninitializedError
 from deployd.protocol import utc_now
 from deployd.server.settings import Settings
+
+if TYPE_CHECKING:
+    from deployd.customers.records import CustomerRecord
 
 # The floors key that applies to every channel (channel names cannot contain "*").
 ALL_CHANNELS = "*"
@@ -139,6 +142,8 @@ class StoreContents:
     revocations: list[tuple[str, str]]  # (jti, JSON {revokedAt, reason, by}), in revocation order
     publishers: list[PublisherRecord]
     floors: dict[str, int]
+    # Customer records (deployd.customers), by subject; a backup from before them has none.
+    customers: list[CustomerRecord] = field(default_factory=list)
 
     def high_water_marks(self) -> dict[str, int]:
         """The floors, raised to every channel's current sequence."""
@@ -260,6 +265,29 @@ class Store(Protocol):
     def publisher_for_hash(self, token_hash: str) -> PublisherRecord | None:
         """The record of the active publisher whose token has this SHA-256, or None."""
 
+    # --- customers: customer records ---
+
+    def customer(self, subject: str) -> CustomerRecord | None:
+        """The record of license subject `subject`, or None."""
+
+    def customers(self) -> list[CustomerRecord]:
+        """Every customer record, by subject."""
+
+    def customers_version(self) -> int:
+        """A counter that moves on every change of a customer record (workers poll it)."""
+
+    def update_customer(
+        self,
+        subject: str,
+        change: Callable[[CustomerRecord | None], CustomerRecord | None],
+    ) -> CustomerRecord | None:
+        """Replace the record of `subject` by `change(current record)` in one atomic step (None
+        deletes it) and return what was written; the customers version moves when it changed.
+
+        The record written gets the new version. Raises StoreUninitializedError on a store
+        without an epoch, ConflictError when a new record would pass MAX_CUSTOMERS.
+        """
+
 
 def open_store(settings: Settings, *, timeout: float | None = None) -> Store:
     """The store `settings` names: Redis when `redis_url` is set, else an empty memory store.
@@ -300,3 +328,18 @@ def check_offset(offset: int) -> None:
 def revocation_entry(reason: str, by: str) -> str:
     """What is kept about one revocation: JSON {revokedAt, reason, by}."""
     return json.dumps({"revokedAt": utc_now(), "reason": reason, "by": by})
+
+
+def too_many_customers() -> ConflictError:
+    from deployd.customers.records import MAX_CUSTOMERS
+
+    return ConflictError(
+        f"the store holds {MAX_CUSTOMERS} customer records, its limit: delete records of"
+        " customers that are gone before adding more"
+    )
+
+
+def restored_customers_version(before: int, customers: list[CustomerRecord]) -> int:
+    """The customers version after a restore: above the store's and every restored record's,
+    so every worker reads the records again."""
+    return max([before, *(c.version for c in customers)]) + 1
