@@ -1,4 +1,4 @@
-"""One customer record: the fields, their limits and their JSON form (the store's and the API's).
+"""The fields of a customer record (`deployd.store.CustomerRecord`) and their limits.
 
 Every field is checked when a record is built from outside input (`record_fields`): channel
 names with the channel name pattern, the pinned release as semver, caps on the list of extra
@@ -8,16 +8,16 @@ field, so a record in the store always follows them.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from deployd.channels import NAME_PATTERN
 from deployd.errors import BadRequestError
 from deployd.semver import Version
+from deployd.store import MAX_CUSTOMERS, CustomerRecord
 
-MAX_CUSTOMERS = 100_000  # records per store: one per license subject
+__all__ = ["MAX_CUSTOMERS", "CustomerRecord", "check_subject", "record_fields"]
+
 MAX_SUBJECT_CHARS = 256
 MAX_EXTRA_CHANNELS = 32
 MAX_NOTES_CHARS = 2000
@@ -32,68 +32,6 @@ CHANNEL, EXTRA_CHANNELS, PINNED_RELEASE, HOLD, NOTES = (
     "notes",
 )
 FIELDS = (CHANNEL, EXTRA_CHANNELS, PINNED_RELEASE, HOLD, NOTES)
-
-
-@dataclass(frozen=True)
-class CustomerRecord:
-    """What the server keeps about one license subject (`subject` is the license's `sub`).
-
-    `version` is the store's customers version when the record was last written: it moves on
-    every change, so a worker can tell records apart without comparing them.
-    """
-
-    subject: str
-    channel: str | None = None
-    extra_channels: tuple[str, ...] = ()
-    pinned_release: str | None = None
-    hold: bool = False
-    notes: str = ""
-    updated_at: str = ""
-    updated_by: str = ""
-    version: int = 0
-
-    @property
-    def changes_serving(self) -> bool:
-        """Whether the record changes what a poll gets (notes alone change nothing)."""
-        return bool(self.channel or self.extra_channels or self.pinned_release or self.hold)
-
-    def settings(self) -> dict[str, Any]:
-        """The fields a client sets, by their JSON names."""
-        return {
-            CHANNEL: self.channel,
-            EXTRA_CHANNELS: list(self.extra_channels),
-            PINNED_RELEASE: self.pinned_release,
-            HOLD: self.hold,
-            NOTES: self.notes,
-        }
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "subject": self.subject,
-            **self.settings(),
-            "updatedAt": self.updated_at,
-            "updatedBy": self.updated_by,
-            "version": self.version,
-        }
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), separators=(",", ":"))
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> CustomerRecord:
-        """A record as `to_dict` wrote it (the store's and a backup's form), checked again."""
-        fields = record_fields({k: data[k] for k in FIELDS if k in data})
-        return cls(
-            subject=check_subject(data["subject"]),
-            **fields,
-            updated_at=str(data.get("updatedAt", "")),
-            updated_by=str(data.get("updatedBy", "")),
-            version=int(data.get("version", 0)),
-        )
-
-    @classmethod
-    def from_json(cls, raw: str | bytes) -> CustomerRecord:
-        return cls.from_dict(json.loads(raw))
 
 
 def check_subject(subject: Any) -> str:

@@ -34,14 +34,11 @@ import json
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from deployd.errors import ConflictError, StoreUninitializedError
 from deployd.protocol import utc_now
 from deployd.server.settings import Settings
-
-if TYPE_CHECKING:
-    from deployd.customers.records import CustomerRecord
 
 # The floors key that applies to every channel (channel names cannot contain "*").
 ALL_CHANNELS = "*"
@@ -113,6 +110,86 @@ class PublisherRecord:
             actions=tuple(data.get("actions", ADMIN_ACTIONS)),
             channels=tuple(data.get("channels", EVERY_CHANNEL)),
         )
+
+
+# Customer records per store: one per license subject (deployd.customers).
+MAX_CUSTOMERS = 100_000
+
+
+@dataclass(frozen=True)
+class CustomerRecord:
+    """What the server keeps about one license subject (`subject`, the license's `sub`),
+    layered over the license's claims (deployd.customers checks the fields and applies them).
+
+    `version` is the store's customers version when the record was last written.
+    """
+
+    subject: str
+    channel: str | None = None
+    extra_channels: tuple[str, ...] = ()
+    pinned_release: str | None = None
+    hold: bool = False
+    notes: str = ""
+    updated_at: str = ""
+    updated_by: str = ""
+    version: int = 0
+
+    def settings(self) -> dict[str, Any]:
+        """The fields a publisher sets, by their JSON names."""
+        return {
+            "channel": self.channel,
+            "extraChannels": list(self.extra_channels),
+            "pinnedRelease": self.pinned_release,
+            "hold": self.hold,
+            "notes": self.notes,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "subject": self.subject,
+            **self.settings(),
+            "updatedAt": self.updated_at,
+            "updatedBy": self.updated_by,
+            "version": self.version,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), separators=(",", ":"))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CustomerRecord:
+        """A record as `to_dict` wrote it; TypeError or KeyError when it is not one."""
+        record = cls(
+            subject=data["subject"],
+            channel=data.get("channel"),
+            extra_channels=tuple(data.get("extraChannels", ())),
+            pinned_release=data.get("pinnedRelease"),
+            hold=data.get("hold", False),
+            notes=data.get("notes", ""),
+            updated_at=data.get("updatedAt", ""),
+            updated_by=data.get("updatedBy", ""),
+            version=data.get("version", 0),
+        )
+        _check_types(record)
+        return record
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> CustomerRecord:
+        return cls.from_dict(json.loads(raw))
+
+
+def _check_types(record: CustomerRecord) -> None:
+    optional_texts = (record.channel, record.pinned_release)
+    texts = (record.subject, record.notes, record.updated_at, record.updated_by)
+    if (
+        not all(isinstance(t, str) for t in texts)
+        or not all(t is None or isinstance(t, str) for t in optional_texts)
+        or not all(isinstance(c, str) for c in record.extra_channels)
+        or not isinstance(record.hold, bool)
+        or isinstance(record.version, bool)
+        or not isinstance(record.version, int)
+    ):
+        raise TypeError(f"not a customer record of the expected types: {record!r}")
 
 
 @dataclass(frozen=True)
@@ -331,8 +408,6 @@ def revocation_entry(reason: str, by: str) -> str:
 
 
 def too_many_customers() -> ConflictError:
-    from deployd.customers.records import MAX_CUSTOMERS
-
     return ConflictError(
         f"the store holds {MAX_CUSTOMERS} customer records, its limit: delete records of"
         " customers that are gone before adding more"

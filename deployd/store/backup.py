@@ -19,10 +19,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from deployd.customers.records import CustomerRecord
-from deployd.errors import BadRequestError, DeploydError
+from deployd.errors import DeploydError
 from deployd.protocol import utc_now
-from deployd.store import ChannelRecord, PublisherRecord, StoreContents
+from deployd.store import ChannelRecord, CustomerRecord, PublisherRecord, StoreContents
 
 FORMAT = "deployd-store-backup"
 VERSION = 1
@@ -90,7 +89,7 @@ def read_backup(path: str | Path) -> StoreContents:
         )
     try:
         return _contents(data)
-    except (KeyError, TypeError, ValueError, AttributeError, BadRequestError) as e:
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise BackupError(f"{path} is damaged: {type(e).__name__}: {e}") from e
 
 

@@ -14,13 +14,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from deployd.customers.records import MAX_CUSTOMERS, CustomerRecord
 from deployd.errors import ConflictError, PreconditionFailedError
 from deployd.protocol import utc_now
 from deployd.store import (
     ADMIN_ACTIONS,
     EVERY_CHANNEL,
+    MAX_CUSTOMERS,
     ChannelRecord,
+    CustomerRecord,
     Persistence,
     PublisherRecord,
     StoreContents,

@@ -36,7 +36,6 @@ from redis.client import Pipeline
 from redis.retry import Retry
 from redis.typing import EncodableT, FieldT
 
-from deployd.customers.records import MAX_CUSTOMERS, CustomerRecord
 from deployd.errors import (
     ConfigError,
     ConflictError,
@@ -47,7 +46,9 @@ from deployd.protocol import utc_now
 from deployd.store import (
     ADMIN_ACTIONS,
     EVERY_CHANNEL,
+    MAX_CUSTOMERS,
     ChannelRecord,
+    CustomerRecord,
     Persistence,
     PublisherRecord,
     StoreContents,
