@@ -92,8 +92,8 @@ class Scopes:
             )
         if globs and not wanted & CHANNEL_ACTIONS:
             raise BadRequestError(
-                "channels limit only publish, promote and rollback; revoke and customers concern"
-                " no channel"
+                "channels limit only publish, promote and rollback; revoke concerns no channel"
+                " (nor does customers)"
             )
         return cls(wanted, globs)
 
