@@ -4,12 +4,16 @@ Flask view, the CRUD endpoints, their validation and their scope."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
 
+from deployd.errors import StoreUnavailableError
 from deployd.publishers import Scopes
 from deployd.server.app import create_app
+from deployd.store import CustomerRecord
+from deployd.store.memory import MemoryStore
 from tests.support.backends import BACKENDS, open_backend
 from tests.support.http import CHANNEL_URL, basic, error_of
 from tests.support.publisher_auth import bearer
@@ -196,3 +200,51 @@ def test_a_record_written_elsewhere_applies_after_the_background_refresh(world, 
     while client.get(CHANNEL_URL, headers=basic(license)).json["metadata"]["release"] != "1.0.0":
         assert time.monotonic() < deadline, "the record never reached the other app"
         time.sleep(0.02)
+
+
+class Faulty(MemoryStore):
+    """A memory store whose customer reads can fail (`down`) or hang (`hang` set), as Redis's
+    can; `hanging` is set once a read waits."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+        self.hang = threading.Event()
+        self.hanging = threading.Event()
+        self.failed = 0  # reads refused while down
+
+    def customers_version(self) -> int:
+        while self.hang.is_set():
+            self.hanging.set()
+            time.sleep(0.01)
+        if self.down:
+            self.failed += 1
+            raise StoreUnavailableError("store is down")
+        return super().customers_version()
+
+
+def test_records_keep_applying_while_the_store_fails_or_hangs(tmp_path):
+    store = Faulty()
+    world = World(tmp_path, store=store)
+    store.update_customer("acme", lambda _: CustomerRecord("acme", pinned_release="1.0.0"))
+    client = world.client
+    license = world.license("stable", channels=["stable"])
+    assert poll(client, license) == (200, "stable", "1.0.0")
+
+    store.down = True
+    deadline = time.monotonic() + 30
+    while store.failed < 2:  # the background thread has found the store down, twice
+        assert time.monotonic() < deadline, "the background refresh never ran"
+        time.sleep(0.01)
+    assert poll(client, license) == (200, "stable", "1.0.0")
+
+    # A hung read holds up the background thread only: polls are answered meanwhile.
+    store.down = False
+    store.hang.set()
+    assert store.hanging.wait(30)
+    answers: list = []
+    poller = threading.Thread(target=lambda: answers.append(poll(client, license)))
+    poller.start()
+    poller.join(30)
+    store.hang.clear()
+    assert answers == [(200, "stable", "1.0.0")]
