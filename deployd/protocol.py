@@ -15,6 +15,7 @@ PINNED_SPEC_PATH = SPEC_PATH + "/release/<release_id>"  # as a Flask route
 VALIDATE_PATH = "/api/v1/licenses/validate"
 LICENSES_PATH = "/api/v1/licenses"
 CHANNELS_PATH = "/api/v1/channels"
+CUSTOMERS_PATH = "/api/v1/customers"
 JWKS_PATH = "/.well-known/jwks.json"
 HEALTH_PATH = "/healthz"
 READY_PATH = "/readyz"

@@ -19,6 +19,7 @@ from werkzeug.http import parse_etags
 
 from deployd.api.auth import license_from_authorization, license_from_request
 from deployd.api.fastpath import Answer, content_length
+from deployd.customers.layering import chosen_release, default_channel, may_read
 from deployd.errors import LicenseError, NotFoundError
 from deployd.licensing.tokens import VerifiedLicense
 from deployd.protocol import CURRENT_VERSION_HEADER, PINNED_SPEC_PATH, SIGNATURE_HEADER, SPEC_PATH
@@ -73,6 +74,9 @@ def _channel_to_serve(
 ) -> tuple[str, str | None]:
     """(channel name, customer) for this caller; LicenseError when not allowed.
 
+    The customer's record, when there is one, is layered over the license's claims
+    (deployd.customers.layering): it may assign the default channel and add readable ones.
+
     The customer (the license's `sub`, None without a license) is what rollout cohorts and the
     per-caller cache of release choices are keyed on, on the fast path and in the Flask view
     alike: a renewed license (new `jti`, same `sub`) gets the same release as the one it renews.
@@ -86,8 +90,10 @@ def _channel_to_serve(
                 " as password, or 'Authorization: Bearer <license>'",
             )
         return anonymous, None
-    name = asked or license.channel
-    if not license.may_read(name):
+    # The customer record (deployd.customers.layering) may assign a channel or add some.
+    record = deployd.customer_record(license.customer)
+    name = asked or default_channel(record, license)
+    if not may_read(record, license, name):
         raise LicenseError("channel_not_allowed", f"this license may not read channel {name!r}")
     return name, license.customer
 
@@ -100,13 +106,18 @@ def _find_spec(
     pinned: str | None,
     current_version: str | None,
 ) -> RenderedSpec:
-    """The rendered spec of the pinned release, or of the one selected for this caller."""
+    """The rendered spec of the pinned release, or of the one selected for this caller: the
+    customer record's pin or hold (deployd.customers.layering), else the channel's selection."""
     found = deployd.state.channel(name)
     if found is None:
         raise NotFoundError(f"no channel named {name!r}", code="unknown_channel")
     sequence, channel = found
     now = time.time()
     if pinned is None:
+        # A record's pin or hold replaces the selection, so it never enters the choices cache.
+        chosen = chosen_release(deployd.customer_record(customer), channel, current_version)
+        if chosen is not None:
+            return deployd.specs.get(channel, chosen, sequence=sequence, now=now)
         return deployd.specs.select(
             channel,
             sequence=sequence,

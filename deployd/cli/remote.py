@@ -15,7 +15,7 @@ import requests
 
 from deployd import __version__
 from deployd.errors import ChannelValidationError, ConfigError, DeploydError, Problem
-from deployd.protocol import CHANNELS_PATH, LICENSES_PATH
+from deployd.protocol import CHANNELS_PATH, CUSTOMERS_PATH, LICENSES_PATH
 
 TOKEN_ENV = "DEPLOYD_PUBLISHER_TOKEN"
 SERVER_ENV = "DEPLOYD_SERVER"
@@ -118,6 +118,16 @@ class PublisherClient:
             "POST", f"{LICENSES_PATH}/{_segment(jti)}/revoke", json={"reason": reason}
         )
         return _object(response)
+
+    def customer(self, subject: str) -> dict[str, Any]:
+        return _object(self._call("GET", f"{CUSTOMERS_PATH}/{_segment(subject)}"))
+
+    def change_customer(self, subject: str, values: dict[str, Any]) -> dict[str, Any]:
+        response = self._call("PATCH", f"{CUSTOMERS_PATH}/{_segment(subject)}", json=values)
+        return _object(response)
+
+    def delete_customer(self, subject: str) -> dict[str, Any]:
+        return _object(self._call("DELETE", f"{CUSTOMERS_PATH}/{_segment(subject)}"))
 
 
 def _object(response: requests.Response) -> dict[str, Any]:

@@ -18,6 +18,8 @@ from typing import Any, Protocol
 
 from deployd.channels import Channel
 from deployd.cli.remote import SERVER_ENV, TOKEN_ENV, PublisherClient, client_from
+from deployd.customers import check_subject
+from deployd.customers.changes import clear_customer, customer_dict, set_customer
 from deployd.errors import ConfigError, NotFoundError
 from deployd.publishing import (
     outcome_dict,
@@ -53,6 +55,14 @@ class Target(Protocol):
         self, *, source: str, target: str, version: str, rollout: int | None, pin_values: bool
     ) -> dict[str, Any]: ...
 
+    def customer(self, subject: str) -> dict[str, Any]:
+        """What `GET /api/v1/customers/<sub>` answers."""
+
+    def change_customer(self, subject: str, values: dict[str, Any]) -> dict[str, Any]:
+        """Set the fields in `values` (null clears one), as `PATCH /api/v1/customers/<sub>`."""
+
+    def delete_customer(self, subject: str) -> dict[str, Any]: ...
+
 
 class ServerTarget:
     """The publisher endpoints of a deployd server."""
@@ -84,6 +94,15 @@ class ServerTarget:
         return self.client.promote(
             source=source, target=target, version=version, rollout=rollout, pin_values=pin_values
         )
+
+    def customer(self, subject: str) -> dict[str, Any]:
+        return self.client.customer(subject)
+
+    def change_customer(self, subject: str, values: dict[str, Any]) -> dict[str, Any]:
+        return self.client.change_customer(subject, values)
+
+    def delete_customer(self, subject: str) -> dict[str, Any]:
+        return self.client.delete_customer(subject)
 
 
 class StoreTarget:
@@ -142,6 +161,16 @@ class StoreTarget:
             pin_values=pin_values,
         )
         return promotion_dict(promotion, source)
+
+    def customer(self, subject: str) -> dict[str, Any]:
+        return customer_dict(subject, self.store.customer(check_subject(subject)))
+
+    def change_customer(self, subject: str, values: dict[str, Any]) -> dict[str, Any]:
+        record = set_customer(self.store, subject, values, by=self.publisher)
+        return customer_dict(subject, record)
+
+    def delete_customer(self, subject: str) -> dict[str, Any]:
+        return customer_dict(subject, clear_customer(self.store, subject, by=self.publisher))
 
 
 def add_target_arguments(parser: argparse.ArgumentParser, *, writes: bool = True) -> None:

@@ -9,10 +9,11 @@ for the embedded development server, as the hash of the token kept in
 record as the publisher.
 
 Every token carries `Scopes`: the actions it may take (``publish``, ``promote``, ``rollback``,
-``revoke``, ``admin``) and the channels (names or globs like ``beta-*``) that ``publish``,
-``promote`` and ``rollback`` may change. ``admin`` implies every other action on every channel.
-Credentials from before scopes existed (store records and tokens-file lines without them, the
-development token) are ``admin``. `require_scope` is the one check every publisher endpoint makes.
+``revoke``, ``customers``, ``admin``) and the channels (names or globs like ``beta-*``) that
+``publish``, ``promote`` and ``rollback`` may change. ``admin`` implies every other action on
+every channel. Credentials from before scopes existed (store records and tokens-file lines
+without them, the development token) are ``admin``. `require_scope` is the one check every
+publisher endpoint makes.
 """
 
 from deployd.publishers.authenticator import PublisherAuthenticator
@@ -20,6 +21,7 @@ from deployd.publishers.scopes import (
     ACTIONS,
     ADMIN,
     CHANNEL_ACTIONS,
+    CUSTOMERS,
     PROMOTE,
     PUBLISH,
     REVOKE,
@@ -47,6 +49,7 @@ __all__ = [
     "ACTIONS",
     "ADMIN",
     "CHANNEL_ACTIONS",
+    "CUSTOMERS",
     "DEV_PUBLISHER",
     "DEV_TOKEN_FILE",
     "PROMOTE",

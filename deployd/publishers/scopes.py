@@ -19,7 +19,8 @@ from deployd.store import ADMIN_ACTIONS, EVERY_CHANNEL, PublisherRecord
 logger = logging.getLogger(__name__)
 
 PUBLISH, PROMOTE, ROLLBACK, REVOKE, ADMIN = "publish", "promote", "rollback", "revoke", "admin"
-ACTIONS = (PUBLISH, PROMOTE, ROLLBACK, REVOKE, ADMIN)
+CUSTOMERS = "customers"  # change customer records (deployd.customers); concerns no channel
+ACTIONS = (PUBLISH, PROMOTE, ROLLBACK, REVOKE, CUSTOMERS, ADMIN)
 # The actions that change one channel, and so are limited by the channel globs.
 CHANNEL_ACTIONS = frozenset({PUBLISH, PROMOTE, ROLLBACK})
 # A channel name ([a-z0-9-]) with `*` (any run of characters) and `?` (one character).
@@ -92,6 +93,7 @@ class Scopes:
         if globs and not wanted & CHANNEL_ACTIONS:
             raise BadRequestError(
                 "channels limit only publish, promote and rollback; revoke concerns no channel"
+                " (nor does customers)"
             )
         return cls(wanted, globs)
 
@@ -139,7 +141,7 @@ def require_scope(publisher: Publisher, action: str, channel: str | None = None)
     """
     if publisher.scopes.allows(action, channel):
         return
-    what = f"{action} channel {channel!r}" if channel is not None else f"{action} licenses"
+    what = f"{action} channel {channel!r}" if channel is not None else _what(action)
     logger.warning("publisher %s refused: may not %s", publisher.name, what)
     raise ScopeError(
         f"publisher {publisher.name!r} may not {what}: its scopes are"
@@ -147,3 +149,8 @@ def require_scope(publisher: Publisher, action: str, channel: str | None = None)
         action=action,
         channel=channel,
     )
+
+
+def _what(action: str) -> str:
+    """What an action that concerns no channel changes, for messages."""
+    return "change customer records" if action == CUSTOMERS else f"{action} licenses"

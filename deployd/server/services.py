@@ -10,6 +10,7 @@ from typing import Any
 
 from flask import current_app
 
+from deployd.customers import CustomerBook, CustomerRecord
 from deployd.errors import ConfigError, StoreUnavailableError
 from deployd.keyfiles import key_id_for, load_public_key_file
 from deployd.licensing.cache import CachedLicenseVerifier
@@ -40,6 +41,13 @@ class Services:
     license_limiter: RateLimiter | None = None
     address_limiter: RateLimiter | None = None
     refresher: Refresher | None = None
+    customer_book: CustomerBook | None = None
+
+    def customer_record(self, subject: str | None) -> CustomerRecord | None:
+        """The customer record of license subject `subject`, from this worker's memory."""
+        if subject is None or self.customer_book is None:
+            return None
+        return self.customer_book.get(subject)
 
     def limit_address(self, address: str | None) -> None:
         """Count a request from `address`; raise RateLimitedError past the per-address limit."""
@@ -241,7 +249,9 @@ def build_services(
     if not settings.embedded:
         warn_unless_persisted(store)
     services = Services(settings, store, state, keyring, verifier, signer, specs, extra)
-    tasks = [state.background_round]
+    services.customer_book = CustomerBook(worker_store)
+    state.add_reset_listener(services.customer_book.forget)
+    tasks = [state.background_round, services.customer_book.background_round]
     if settings.rate_limit_enabled:
         processes = settings.rate_limit_processes
         services.license_limiter = RateLimiter(

@@ -32,11 +32,11 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
 
-from deployd.errors import StoreUninitializedError
+from deployd.errors import ConflictError, StoreUninitializedError
 from deployd.protocol import utc_now
 from deployd.server.settings import Settings
 
@@ -112,6 +112,86 @@ class PublisherRecord:
         )
 
 
+# Customer records per store: one per license subject (deployd.customers).
+MAX_CUSTOMERS = 100_000
+
+
+@dataclass(frozen=True)
+class CustomerRecord:
+    """What the server keeps about one license subject (`subject`, the license's `sub`),
+    layered over the license's claims (deployd.customers checks the fields and applies them).
+
+    `version` is the store's customers version when the record was last written.
+    """
+
+    subject: str
+    channel: str | None = None
+    extra_channels: tuple[str, ...] = ()
+    pinned_release: str | None = None
+    hold: bool = False
+    notes: str = ""
+    updated_at: str = ""
+    updated_by: str = ""
+    version: int = 0
+
+    def settings(self) -> dict[str, Any]:
+        """The fields a publisher sets, by their JSON names."""
+        return {
+            "channel": self.channel,
+            "extraChannels": list(self.extra_channels),
+            "pinnedRelease": self.pinned_release,
+            "hold": self.hold,
+            "notes": self.notes,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "subject": self.subject,
+            **self.settings(),
+            "updatedAt": self.updated_at,
+            "updatedBy": self.updated_by,
+            "version": self.version,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), separators=(",", ":"))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CustomerRecord:
+        """A record as `to_dict` wrote it; TypeError or KeyError when it is not one."""
+        record = cls(
+            subject=data["subject"],
+            channel=data.get("channel"),
+            extra_channels=tuple(data.get("extraChannels", ())),
+            pinned_release=data.get("pinnedRelease"),
+            hold=data.get("hold", False),
+            notes=data.get("notes", ""),
+            updated_at=data.get("updatedAt", ""),
+            updated_by=data.get("updatedBy", ""),
+            version=data.get("version", 0),
+        )
+        _check_types(record)
+        return record
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> CustomerRecord:
+        return cls.from_dict(json.loads(raw))
+
+
+def _check_types(record: CustomerRecord) -> None:
+    optional_texts = (record.channel, record.pinned_release)
+    texts = (record.subject, record.notes, record.updated_at, record.updated_by)
+    if (
+        not all(isinstance(t, str) for t in texts)
+        or not all(t is None or isinstance(t, str) for t in optional_texts)
+        or not all(isinstance(c, str) for c in record.extra_channels)
+        or not isinstance(record.hold, bool)
+        or isinstance(record.version, bool)
+        or not isinstance(record.version, int)
+    ):
+        raise TypeError(f"not a customer record of the expected types: {record!r}")
+
+
 @dataclass(frozen=True)
 class StoreMarker:
     """What a worker reads on every refresh: the store's identity and its change counter."""
@@ -139,6 +219,8 @@ class StoreContents:
     revocations: list[tuple[str, str]]  # (jti, JSON {revokedAt, reason, by}), in revocation order
     publishers: list[PublisherRecord]
     floors: dict[str, int]
+    # Customer records (deployd.customers), by subject; a backup from before them has none.
+    customers: list[CustomerRecord] = field(default_factory=list)
 
     def high_water_marks(self) -> dict[str, int]:
         """The floors, raised to every channel's current sequence."""
@@ -260,6 +342,29 @@ class Store(Protocol):
     def publisher_for_hash(self, token_hash: str) -> PublisherRecord | None:
         """The record of the active publisher whose token has this SHA-256, or None."""
 
+    # --- customers: customer records ---
+
+    def customer(self, subject: str) -> CustomerRecord | None:
+        """The record of license subject `subject`, or None."""
+
+    def customers(self) -> list[CustomerRecord]:
+        """Every customer record, by subject."""
+
+    def customers_version(self) -> int:
+        """A counter that moves on every change of a customer record (workers poll it)."""
+
+    def update_customer(
+        self,
+        subject: str,
+        change: Callable[[CustomerRecord | None], CustomerRecord | None],
+    ) -> CustomerRecord | None:
+        """Replace the record of `subject` by `change(current record)` in one atomic step (None
+        deletes it) and return what was written; the customers version moves when it changed.
+
+        The record written gets the new version. Raises StoreUninitializedError on a store
+        without an epoch, ConflictError when a new record would pass MAX_CUSTOMERS.
+        """
+
 
 def open_store(settings: Settings, *, timeout: float | None = None) -> Store:
     """The store `settings` names: Redis when `redis_url` is set, else an empty memory store.
@@ -300,3 +405,16 @@ def check_offset(offset: int) -> None:
 def revocation_entry(reason: str, by: str) -> str:
     """What is kept about one revocation: JSON {revokedAt, reason, by}."""
     return json.dumps({"revokedAt": utc_now(), "reason": reason, "by": by})
+
+
+def too_many_customers() -> ConflictError:
+    return ConflictError(
+        f"the store holds {MAX_CUSTOMERS} customer records, its limit: delete records of"
+        " customers that are gone before adding more"
+    )
+
+
+def restored_customers_version(before: int, customers: list[CustomerRecord]) -> int:
+    """The customers version after a restore: above the store's and every restored record's,
+    so every worker reads the records again."""
+    return max([before, *(c.version for c in customers)]) + 1

@@ -1,8 +1,9 @@
 """Backup files of a store: one versioned JSON document, written atomically.
 
 A backup holds what `Store.export` gives: every channel with its whole history, the revocations
-with their entries in revocation order, the publishers (token hashes only), the high-water marks
-and the epoch and generation it was taken at. Rate-limit counters are not kept.
+with their entries in revocation order, the publishers (token hashes only), the customer records,
+the high-water marks and the epoch and generation it was taken at. A backup written before
+customer records existed has no `customers` and restores none. Rate-limit counters are not kept.
 
 The file is written to a temporary file in the same directory, flushed to disk and renamed over
 the target, so a crash leaves the old backup or the new one, never half of one. Reading refuses a
@@ -20,7 +21,7 @@ from typing import Any
 
 from deployd.errors import DeploydError
 from deployd.protocol import utc_now
-from deployd.store import ChannelRecord, PublisherRecord, StoreContents
+from deployd.store import ChannelRecord, CustomerRecord, PublisherRecord, StoreContents
 
 FORMAT = "deployd-store-backup"
 VERSION = 1
@@ -48,6 +49,7 @@ def backup_document(contents: StoreContents) -> dict[str, Any]:
             {"jti": jti, "entry": json.loads(entry)} for jti, entry in contents.revocations
         ],
         "publishers": [json.loads(p.to_json()) for p in contents.publishers],
+        "customers": [customer.to_dict() for customer in contents.customers],
     }
 
 
@@ -105,6 +107,7 @@ def _contents(data: dict[str, Any]) -> StoreContents:
         for item in _list(data["revocations"])
     ]
     publishers = [PublisherRecord.from_json(json.dumps(p)) for p in _list(data["publishers"])]
+    customers = [CustomerRecord.from_dict(_dict(c)) for c in _list(data.get("customers", []))]
     marks = {_text(name): _int(mark) for name, mark in _dict(data["highWaterMarks"]).items()}
     epoch = data["epoch"]
     return StoreContents(
@@ -114,6 +117,7 @@ def _contents(data: dict[str, Any]) -> StoreContents:
         revocations=revocations,
         publishers=publishers,
         floors=marks,
+        customers=customers,
     )
 
 

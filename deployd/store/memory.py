@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hmac
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -19,7 +19,9 @@ from deployd.protocol import utc_now
 from deployd.store import (
     ADMIN_ACTIONS,
     EVERY_CHANNEL,
+    MAX_CUSTOMERS,
     ChannelRecord,
+    CustomerRecord,
     Persistence,
     PublisherRecord,
     StoreContents,
@@ -27,7 +29,9 @@ from deployd.store import (
     check_offset,
     new_epoch,
     next_sequence,
+    restored_customers_version,
     revocation_entry,
+    too_many_customers,
     uninitialized,
 )
 
@@ -46,6 +50,8 @@ class MemoryStore:
         self._generation = 0
         self._counts: dict[tuple[int, str], int] = {}
         self._publishers: dict[str, PublisherRecord] = {}
+        self._customers: dict[str, str] = {}  # subject -> JSON CustomerRecord
+        self._customers_version = 0
 
     def ping(self) -> None:
         return None
@@ -99,11 +105,16 @@ class MemoryStore:
                 revocations=[(jti, self._revoked[jti]) for jti in self._revocation_log],
                 publishers=[self._publishers[name] for name in sorted(self._publishers)],
                 floors=dict(self._floors),
+                customers=[
+                    CustomerRecord.from_json(self._customers[s]) for s in sorted(self._customers)
+                ],
             )
 
     def restore(self, contents: StoreContents, *, force: bool = False) -> str:
         with self._lock:
-            if not force and (self._history or self._revoked or self._publishers):
+            if not force and (
+                self._history or self._revoked or self._publishers or self._customers
+            ):
                 raise ConflictError("the store is not empty; restore over it only with --force")
             before = {name: self._current(name) for name in self._history}
             self._raise_floors(before)
@@ -116,6 +127,10 @@ class MemoryStore:
             self._revoked = dict(contents.revocations)
             self._revocation_log = [jti for jti, _entry in contents.revocations]
             self._publishers = {p.name: p for p in contents.publishers}
+            self._customers = {c.subject: c.to_json() for c in contents.customers}
+            self._customers_version = restored_customers_version(
+                self._customers_version, contents.customers
+            )
             self._generation = max(self._generation, contents.generation) + 1
             self._epoch = new_epoch()
             return self._epoch
@@ -247,3 +262,43 @@ class MemoryStore:
                 if record.active and hmac.compare_digest(record.token_hash, token_hash):
                     return record
             return None
+
+    # --- customers: customer records ---
+
+    def customer(self, subject: str) -> CustomerRecord | None:
+        with self._lock:
+            raw = self._customers.get(subject)
+        return CustomerRecord.from_json(raw) if raw else None
+
+    def customers(self) -> list[CustomerRecord]:
+        with self._lock:
+            raws = [self._customers[subject] for subject in sorted(self._customers)]
+        return [CustomerRecord.from_json(raw) for raw in raws]
+
+    def customers_version(self) -> int:
+        with self._lock:
+            return self._customers_version
+
+    def update_customer(
+        self,
+        subject: str,
+        change: Callable[[CustomerRecord | None], CustomerRecord | None],
+    ) -> CustomerRecord | None:
+        with self._lock:
+            if self._epoch is None:
+                raise uninitialized(f"cannot change customer {subject!r}")
+            raw = self._customers.get(subject)
+            current = CustomerRecord.from_json(raw) if raw else None
+            wanted = change(current)
+            if wanted == current:
+                return current
+            if wanted is None:
+                del self._customers[subject]
+                self._customers_version += 1
+                return None
+            if current is None and len(self._customers) >= MAX_CUSTOMERS:
+                raise too_many_customers()
+            self._customers_version += 1
+            written = replace(wanted, subject=subject, version=self._customers_version)
+            self._customers[subject] = written.to_json()
+            return written

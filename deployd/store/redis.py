@@ -12,6 +12,8 @@ Keys (all under `prefix`, default ``deployd:``):
   publisher-tokens        hash  token SHA-256 -> name, active publishers only
   epoch                   string the store's identity, written by `initialize` or `restore`
   floors                  hash  channel (or "*" for all) -> sequence publishes stay above
+  {customers}:records     hash  license subject -> JSON CustomerRecord
+  {customers}:version     int   moves on every change of a customer record
 and the pub/sub channel `changes`, told of every publish and revocation.
 
 A publish is one MULTI/EXEC transaction guarded by WATCH on the channel's current record (and on
@@ -44,7 +46,9 @@ from deployd.protocol import utc_now
 from deployd.store import (
     ADMIN_ACTIONS,
     EVERY_CHANNEL,
+    MAX_CUSTOMERS,
     ChannelRecord,
+    CustomerRecord,
     Persistence,
     PublisherRecord,
     StoreContents,
@@ -52,7 +56,9 @@ from deployd.store import (
     check_offset,
     new_epoch,
     next_sequence,
+    restored_customers_version,
     revocation_entry,
+    too_many_customers,
     uninitialized,
 )
 
@@ -67,6 +73,9 @@ PUBLISHERS = "publishers"
 PUBLISHER_TOKENS = "publisher-tokens"
 EPOCH = "epoch"
 FLOORS = "floors"
+CUSTOMERS_TAG = "{customers}:"  # a Redis Cluster hash tag: every customer key in one slot
+CUSTOMER_RECORDS = "records"
+CUSTOMERS_VERSION = "version"
 # Workers may listen here to learn of a change at once; they also poll `generation`.
 CHANGES_TOPIC = "changes"
 
@@ -193,6 +202,7 @@ class RedisStore:
 
     def export(self) -> StoreContents:
         watched = [self._key(k) for k in (EPOCH, GENERATION, PUBLISHERS, FLOORS)]
+        watched.append(self._customer_key(CUSTOMERS_VERSION))
 
         def transaction(pipe: Pipeline) -> StoreContents:
             # Every publish and revocation moves `generation`: a change while reading makes
@@ -210,6 +220,7 @@ class RedisStore:
                 revocations=[(jti, _text(entries[jti.encode()])) for jti in jtis],
                 publishers=sorted(publishers, key=lambda p: p.name),
                 floors=_read_floors(pipe, self._key(FLOORS)),
+                customers=self._read_customers(pipe),
             )
             pipe.multi()
             return contents
@@ -220,7 +231,10 @@ class RedisStore:
         owned = [
             self._key(k) for k in (CHANNELS, REVOKED, REVOCATIONS, PUBLISHERS, PUBLISHER_TOKENS)
         ]
+        owned.append(self._customer_key(CUSTOMER_RECORDS))
+        customers_version = self._customer_key(CUSTOMERS_VERSION)
         watched = [*owned, self._key(EPOCH), self._key(FLOORS), self._key(GENERATION)]
+        watched.append(customers_version)
         epoch = new_epoch()
 
         def transaction(pipe: Pipeline) -> str:
@@ -229,6 +243,9 @@ class RedisStore:
                 raise ConflictError("the store is not empty; restore over it only with --force")
             floors = _merged(_read_floors(pipe, self._key(FLOORS)), before, contents.floors)
             generation = max(int(pipe.get(self._key(GENERATION)) or 0), contents.generation) + 1
+            version = restored_customers_version(
+                int(pipe.get(customers_version) or 0), contents.customers
+            )
             pipe.multi()
             for name in before:
                 pipe.delete(self._key(CHANNEL, name), self._key(HISTORY, name))
@@ -237,6 +254,7 @@ class RedisStore:
             if floors:
                 pipe.hset(self._key(FLOORS), mapping=_fields(floors))
             pipe.set(self._key(GENERATION), generation)
+            pipe.set(customers_version, version)
             pipe.set(self._key(EPOCH), epoch)
             pipe.publish(self._key(CHANGES_TOPIC), "epoch")
             return epoch
@@ -258,6 +276,9 @@ class RedisStore:
             pipe.hset(self._key(PUBLISHERS), publisher.name, publisher.to_json())
             if publisher.active:
                 pipe.hset(self._key(PUBLISHER_TOKENS), publisher.token_hash, publisher.name)
+        if contents.customers:
+            records = {c.subject: c.to_json() for c in contents.customers}
+            pipe.hset(self._customer_key(CUSTOMER_RECORDS), mapping=_fields(records))
 
     def persistence(self) -> Persistence:
         try:
@@ -460,6 +481,66 @@ class RedisStore:
         if record is None or not record.active:
             return None
         return record if hmac.compare_digest(record.token_hash, token_hash) else None
+
+    # --- customers: customer records ---
+
+    def _customer_key(self, name: str) -> str:
+        """The keys of customer records, under one hash tag (one Redis Cluster slot)."""
+        return self._key(CUSTOMERS_TAG, name)
+
+    def _read_customers(self, client: redis.Redis | Pipeline) -> list[CustomerRecord]:
+        raw = client.hvals(self._customer_key(CUSTOMER_RECORDS))
+        return sorted((CustomerRecord.from_json(v) for v in raw), key=lambda c: c.subject)
+
+    def customer(self, subject: str) -> CustomerRecord | None:
+        raw = self._call(
+            "read customer",
+            lambda: self.client.hget(self._customer_key(CUSTOMER_RECORDS), subject),
+        )
+        return CustomerRecord.from_json(raw) if raw else None
+
+    def customers(self) -> list[CustomerRecord]:
+        return self._call("read customers", lambda: self._read_customers(self.client))
+
+    def customers_version(self) -> int:
+        raw = self._call(
+            "read customers version",
+            lambda: self.client.get(self._customer_key(CUSTOMERS_VERSION)),
+        )
+        return int(raw or 0)
+
+    def update_customer(
+        self,
+        subject: str,
+        change: Callable[[CustomerRecord | None], CustomerRecord | None],
+    ) -> CustomerRecord | None:
+        records = self._customer_key(CUSTOMER_RECORDS)
+        version_key = self._customer_key(CUSTOMERS_VERSION)
+        if not self._call("read epoch", lambda: self.client.exists(self._key(EPOCH))):
+            raise uninitialized(f"cannot change customer {subject!r}")
+
+        def transaction(pipe: Pipeline) -> CustomerRecord | None:
+            raw = pipe.hget(records, subject)
+            current = CustomerRecord.from_json(raw) if raw else None
+            wanted = change(current)
+            if wanted == current:
+                pipe.multi()
+                return current
+            if wanted is None:
+                pipe.multi()
+                pipe.hdel(records, subject)
+                pipe.incr(version_key)
+                return None
+            if current is None and pipe.hlen(records) >= MAX_CUSTOMERS:
+                raise too_many_customers()
+            version = int(pipe.get(version_key) or 0) + 1
+            written = replace(wanted, subject=subject, version=version)
+            pipe.multi()
+            pipe.hset(records, subject, written.to_json())
+            pipe.set(version_key, version)
+            return written
+
+        return self._transaction("change customer", transaction, records, version_key)
 
 
 def _read_floors(client: redis.Redis | Pipeline, key: str) -> dict[str, int]:
