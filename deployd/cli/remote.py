@@ -15,7 +15,7 @@ import requests
 
 from deployd import __version__
 from deployd.errors import ChannelValidationError, ConfigError, DeploydError, Problem
-from deployd.protocol import CHANNELS_PATH, LICENSES_PATH
+from deployd.protocol import CHANNELS_PATH, EVENTS_PATH, LICENSES_PATH
 
 TOKEN_ENV = "DEPLOYD_PUBLISHER_TOKEN"
 SERVER_ENV = "DEPLOYD_SERVER"
@@ -118,6 +118,10 @@ class PublisherClient:
             "POST", f"{LICENSES_PATH}/{_segment(jti)}/revoke", json={"reason": reason}
         )
         return _object(response)
+
+    def events(self, params: dict[str, Any]) -> dict[str, Any]:
+        """One page of the event log (GET /api/v1/events with `params`)."""
+        return _object(self._call("GET", EVENTS_PATH, params=params))
 
 
 def _object(response: requests.Response) -> dict[str, Any]:

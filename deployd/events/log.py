@@ -123,6 +123,14 @@ class EventPage:
     next_after: int | None
     next_before: int | None
 
+    def to_dict(self) -> dict[str, Any]:
+        """The page as GET /api/v1/events answers it."""
+        return {
+            "events": [event.to_dict() for event in self.events],
+            "nextAfter": self.next_after,
+            "nextBefore": self.next_before,
+        }
+
 
 def list_events(store: Store, query: EventQuery) -> EventPage:
     """One page of the events `query` asks for. Reads the log in chunks until the page is full
