@@ -266,6 +266,9 @@ def build_services(
     return services
 
 
+MIN_WEBHOOK_INTERVAL_SECONDS = 0.1
+
+
 def _event_tasks(settings: Settings, services: Services) -> list[Callable[[], bool]]:
     """Bound the event log; with webhooks configured, a refresher task that keeps this
     process's delivery thread running (deployd.events.delivery)."""
@@ -273,7 +276,13 @@ def _event_tasks(settings: Settings, services: Services) -> list[Callable[[], bo
     webhooks = webhook_config(settings)
     if webhooks is None:
         return []
-    services.webhooks = WebhookDeliverer(services.store, webhooks, services.signer)
+    # The holder looks for new events as often as workers look for publishes (at least 0.1 s).
+    services.webhooks = WebhookDeliverer(
+        services.store,
+        webhooks,
+        services.signer,
+        interval=max(settings.refresh_interval, MIN_WEBHOOK_INTERVAL_SECONDS),
+    )
     return [services.webhooks.ensure_running]
 
 
