@@ -4,8 +4,12 @@ the same event id, given up (and counted) after its attempts, filtered by type."
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
+from deployd.client.errors import SpecRefusedError
+from deployd.client.verify import verify_spec
 from tests.support.factories import CHANNEL_YAML
 from tests.support.live import NEXT_RELEASE
 from tests.support.publisher_auth import bearer, yaml_body
@@ -117,3 +121,23 @@ def test_only_the_configured_event_types_are_sent(tmp_path, receiver, stop_webho
     # Events go out in order: once the revocation is sent, the publish before it was passed over.
     assert [d.event["type"] for d in receiver.received("/hook")] == ["revoke"]
     assert delivery_state(world, token)["types"] == ["revoke"]
+
+
+def test_a_signed_webhook_body_replayed_to_an_agent_is_no_spec(tmp_path, receiver, stop_webhooks):
+    world, token = serve(tmp_path, receiver, "/hook")
+    stop_webhooks(world)
+    assert (
+        world.client.put("/api/v1/channels/stable", **yaml_body(WITH_130, token)).status_code == 200
+    )
+    receiver.wait_for(lambda: receiver.received("/hook"), "the publish event")
+    [delivery] = receiver.received("/hook")
+    signer = world.app.extensions["deployd"].signer
+    with pytest.raises(SpecRefusedError) as refused:
+        verify_spec(
+            delivery.body,
+            delivery.headers["Deployd-Signature"],
+            trusted_keys={signer.kid: signer.public_key},
+            now=time.time(),
+            expected_channel="stable",
+        )
+    assert "metadata" in str(refused.value)
