@@ -10,7 +10,7 @@ from flask import Blueprint, Flask, Response, jsonify, request
 from deployd.api.publishing import require_publisher
 from deployd.errors import BadRequestError
 from deployd.events import EVENT_TYPES, EventQuery, list_events, recording_failures
-from deployd.events.log import MAX_PAGE
+from deployd.events.log import MAX_PAGE, event_time
 from deployd.protocol import EVENTS_PATH
 from deployd.server.services import services
 
@@ -60,6 +60,7 @@ def _query() -> EventQuery:
         types=frozenset(types),
         channel=_text("channel"),
         subject=_text("subject"),
+        since=_since(),
         after=_number("after", minimum=0),
         before=_number("before", minimum=1),
         limit=_number("limit", minimum=1, maximum=MAX_PAGE) or DEFAULT_PAGE,
@@ -71,6 +72,19 @@ def _text(name: str) -> str | None:
     if value is not None and len(value) > MAX_FILTER_LENGTH:
         raise BadRequestError(f"{name!r} is longer than {MAX_FILTER_LENGTH} characters")
     return value or None
+
+
+def _since() -> str | None:
+    """The `since` filter as deployd writes times (events compare as text in that format)."""
+    value = _text("since")
+    if value is None:
+        return None
+    try:
+        return event_time(value)
+    except ValueError as e:
+        raise BadRequestError(
+            "'since' must be an RFC 3339 time with its offset, like 2026-11-29T14:00:00Z"
+        ) from e
 
 
 def _number(name: str, *, minimum: int, maximum: int | None = None) -> int | None:

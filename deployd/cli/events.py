@@ -16,8 +16,9 @@ from typing import Any
 
 from deployd.cli import Subparsers
 from deployd.cli.targets import ServerTarget, StoreTarget, add_target_arguments, open_target
+from deployd.errors import BadRequestError
 from deployd.events import EVENT_TYPES, EventQuery, list_events
-from deployd.events.log import MAX_PAGE
+from deployd.events.log import MAX_PAGE, event_time
 
 # A page of the log as GET /api/v1/events answers it, for the query parameters given.
 Reader = Callable[[dict[str, Any]], dict[str, Any]]
@@ -44,6 +45,9 @@ def register(subparsers: Subparsers) -> None:
     tail.add_argument("--channel", metavar="CHANNEL", help="only events of this channel")
     tail.add_argument("--subject", metavar="SUBJECT", help="only events of this customer")
     tail.add_argument(
+        "--since", metavar="TIME", help="only events at or after TIME (like 2026-11-29T14:00:00Z)"
+    )
+    tail.add_argument(
         "-n", "--lines", type=_count, default=20, metavar="N", help="how many (default 20)"
     )
     tail.add_argument("-f", "--follow", action="store_true", help="go on printing new events")
@@ -67,7 +71,7 @@ def _count(text: str) -> int:
 
 def run_tail(args: argparse.Namespace) -> int:
     filters: dict[str, Any] = {"type": ",".join(args.types) or None}
-    filters.update(channel=args.channel, subject=args.subject)
+    filters.update(channel=args.channel, subject=args.subject, since=args.since)
     filters = {key: value for key, value in filters.items() if value}
     with open_target(args) as target:
         read = _reader(target)
@@ -95,12 +99,22 @@ def _reader(target: ServerTarget | StoreTarget | Any) -> Reader:
             types=frozenset(params["type"].split(",")) if params.get("type") else frozenset(),
             channel=params.get("channel"),
             subject=params.get("subject"),
+            since=_since(params.get("since")),
             after=params.get("after"),
             limit=params["limit"],
         )
         return list_events(store, query).to_dict()
 
     return read
+
+
+def _since(text: str | None) -> str | None:
+    if text is None:
+        return None
+    try:
+        return event_time(text)
+    except ValueError as e:
+        raise BadRequestError("--since must be an RFC 3339 time, like 2026-11-29T14:00:00Z") from e
 
 
 def event_line(event: dict[str, Any]) -> str:

@@ -22,6 +22,7 @@ from typing import Any
 
 from deployd.errors import ConfigError, DeploydError
 from deployd.events.types import SERVER_ACTOR, new_event
+from deployd.protocol import parse_rfc3339, rfc3339
 from deployd.store import EventRecord, Store
 
 logger = logging.getLogger(__name__)
@@ -95,14 +96,25 @@ def _count_failure(type: str, reason: str) -> None:
     logger.warning("could not record a %s event (%d lost since start): %s", type, failures, reason)
 
 
+def event_time(text: str) -> str:
+    """An RFC 3339 time with its offset as events write times (``YYYY-MM-DDTHH:MM:SSZ``, which
+    compare as text); raises ValueError for anything else."""
+    try:
+        return rfc3339(parse_rfc3339(text).timestamp())
+    except (OverflowError, OSError) as e:
+        raise ValueError(f"time out of range: {e}") from e
+
+
 @dataclass(frozen=True)
 class EventQuery:
-    """What to read: events of `types` (all when empty), of `channel` and `subject` when given;
-    `after` an id oldest first, else newest first `before` an id (or from the newest)."""
+    """What to read: events of `types` (all when empty), of `channel` and `subject` when given,
+    recorded at or after `since` (``YYYY-MM-DDTHH:MM:SSZ``); `after` an id oldest first, else
+    newest first `before` an id (or from the newest)."""
 
     types: Collection[str] = ()
     channel: str | None = None
     subject: str | None = None
+    since: str | None = None
     after: int | None = None
     before: int | None = None
     limit: int = 50
@@ -112,6 +124,7 @@ class EventQuery:
             (not self.types or event.type in self.types)
             and (self.channel is None or event.channel == self.channel)
             and (self.subject is None or event.subject == self.subject)
+            and (self.since is None or event.at >= self.since)
         )
 
 

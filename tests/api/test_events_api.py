@@ -8,6 +8,7 @@ import pytest
 
 from deployd.errors import StoreUnavailableError
 from deployd.server.app import create_app
+from deployd.store import EventRecord
 from deployd.store.memory import MemoryStore
 from tests.support.backends import BACKENDS, open_backend
 from tests.support.factories import CHANNEL_YAML
@@ -179,3 +180,19 @@ def test_events_never_carry_the_reason_a_publisher_typed(tmp_path):
     client.post("/api/v1/licenses/lic-7/revoke", json={"reason": license}, headers=bearer(token))
     body = client.get("/api/v1/events", headers=bearer(token)).get_data(as_text=True)
     assert license not in body and "lic-7" in body
+
+
+def test_since_keeps_events_recorded_at_or_after_a_time(world, token):
+    for at in ("2026-01-01T00:00:00Z", "2026-06-01T00:00:00Z", "2026-06-01T10:00:00Z"):
+        world.store.append_event(
+            EventRecord(0, "halt", at, "deployd", "stable", None, {}), keep=100
+        )
+    found = events(world.client, token, type="halt", since="2026-06-01T11:00:00+01:00")
+    assert [e["at"] for e in found["events"]] == ["2026-06-01T10:00:00Z"]
+    assert (
+        len(events(world.client, token, type="halt", since="2025-12-31T23:00:00Z")["events"]) == 3
+    )
+    response = world.client.get(
+        "/api/v1/events", query_string={"since": "yesterday"}, headers=bearer(token)
+    )
+    assert error_of(response) == (400, "bad_request")
