@@ -106,10 +106,11 @@ class WebhookDeliverer:
         """Deliver what is after the cursor, if this worker holds the lease; the events handled."""
         if not self.store.take_webhook_lease(self.owner, seconds=LEASE_SECONDS):
             return 0
-        cursor = self.store.webhook_state().cursor or self._start_after
+        stored = self.store.webhook_state().cursor
+        cursor = stored or self._start_after
         events = self.store.read_events(after=cursor, limit=BATCH, oldest_first=True)
         if not events:
-            if cursor > 0:
+            if cursor > stored:  # the first holder writes where delivery starts
                 self.store.advance_webhook_cursor(self.owner, cursor, {})
             return 0
         handled = 0
