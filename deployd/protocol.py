@@ -20,10 +20,14 @@ JWKS_PATH = "/.well-known/jwks.json"
 HEALTH_PATH = "/healthz"
 READY_PATH = "/readyz"
 CONTRACT_PATH = "/openapi.yaml"
+EVENTS_PATH = "/api/v1/events"
 
 # Headers. The operator sends the release it runs; every spec carries its detached signature.
 CURRENT_VERSION_HEADER = "Deployd-Current-Version"
 SIGNATURE_HEADER = "Deployd-Signature"
+# A webhook POST names its event (receivers drop a repeated id: delivery is at least once).
+EVENT_ID_HEADER = "Deployd-Event-Id"
+EVENT_TYPE_HEADER = "Deployd-Event-Type"
 
 # Timestamps: RFC 3339 in UTC to the second, the one format deployd writes.
 _TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"

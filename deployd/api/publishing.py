@@ -23,6 +23,7 @@ from deployd.errors import (
     NotFoundError,
     Problem,
 )
+from deployd.licensing.revocation import revoke_license
 from deployd.protocol import CHANNELS_PATH, LICENSES_PATH
 from deployd.publishers import (
     PROMOTE,
@@ -274,7 +275,7 @@ def promote(name: str) -> Response:
 
 
 @bp.post(LICENSES_PATH + "/<jti>/revoke")
-def revoke_license(jti: str) -> Response:
+def revoke(jti: str) -> Response:
     publisher = require_publisher(REVOKE)
     if len(jti) > MAX_JTI_LENGTH or not jti.isprintable():
         raise BadRequestError("that is not a license id (the license's jti claim)")
@@ -284,7 +285,7 @@ def revoke_license(jti: str) -> Response:
             f"'reason' must be a string of at most {MAX_REASON_LENGTH} characters"
         )
     deployd = services()
-    newly = deployd.store.revoke(jti, reason=reason, by=publisher.name)
+    newly = revoke_license(deployd.store, jti, reason=reason, by=publisher.name)
     deployd.state.refresh(force=True)
     return jsonify({"jti": jti, "revoked": True, "already": not newly})
 

@@ -208,9 +208,10 @@ def revoke_command(args: argparse.Namespace) -> int:
             " (the embedded store would forget this one when the command exits)"
         )
     # The store (and its Redis client) is needed by this command only.
+    from deployd.licensing.revocation import revoke_license
     from deployd.store import open_store
 
-    if open_store(settings).revoke(jti, reason=args.reason, by="cli"):
+    if revoke_license(open_store(settings), jti, reason=args.reason, by="cli"):
         print(f"revoked license {jti}")
     else:
         print(f"license {jti} was already revoked")

@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "deployd.cli.publishers",
     "deployd.cli.store",
     "deployd.cli.customers",
+    "deployd.cli.events",
 ]
 
 

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from deployd.cli import Subparsers
+from deployd.cli.targets import user_name
 from deployd.errors import ConfigError, ConflictError
 from deployd.publishers import (
     ACTIONS,
@@ -28,6 +29,7 @@ from deployd.publishers import (
     token_hash,
     tokens_file_line,
 )
+from deployd.publishers.changes import add_publisher, revoke_publisher
 from deployd.server.settings import settings_from_env
 from deployd.store.redis import RedisStore
 
@@ -114,12 +116,7 @@ def create_command(args: argparse.Namespace) -> int:
     else:
         store = _store(args.redis_url)
         try:
-            store.add_publisher(
-                name,
-                token_hash(token),
-                actions=scopes.sorted_actions,
-                channels=scopes.channels,
-            )
+            add_publisher(store, name, token_hash(token), scopes=scopes, actor=user_name())
         finally:
             store.close()
         where = "the store; every server accepts it at once"
@@ -159,7 +156,7 @@ def list_command(args: argparse.Namespace) -> int:
 def revoke_command(args: argparse.Namespace) -> int:
     store = _store(args.redis_url)
     try:
-        revoked = store.revoke_publisher(args.name)
+        revoked = revoke_publisher(store, args.name, actor=user_name())
     finally:
         store.close()
     if not revoked:

@@ -15,7 +15,7 @@ import requests
 
 from deployd import __version__
 from deployd.errors import ChannelValidationError, ConfigError, DeploydError, Problem
-from deployd.protocol import CHANNELS_PATH, CUSTOMERS_PATH, LICENSES_PATH
+from deployd.protocol import CHANNELS_PATH, CUSTOMERS_PATH, EVENTS_PATH, LICENSES_PATH
 
 TOKEN_ENV = "DEPLOYD_PUBLISHER_TOKEN"
 SERVER_ENV = "DEPLOYD_SERVER"
@@ -128,6 +128,10 @@ class PublisherClient:
 
     def delete_customer(self, subject: str) -> dict[str, Any]:
         return _object(self._call("DELETE", f"{CUSTOMERS_PATH}/{_segment(subject)}"))
+
+    def events(self, params: dict[str, Any]) -> dict[str, Any]:
+        """One page of the event log (GET /api/v1/events with `params`)."""
+        return _object(self._call("GET", EVENTS_PATH, params=params))
 
 
 def _object(response: requests.Response) -> dict[str, Any]:

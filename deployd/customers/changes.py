@@ -25,6 +25,7 @@ from deployd.customers.records import (
     record_fields,
 )
 from deployd.errors import BadRequestError
+from deployd.events import CUSTOMER, record_event
 from deployd.protocol import utc_now
 from deployd.store import Store
 
@@ -32,11 +33,15 @@ logger = logging.getLogger(__name__)
 
 
 def customer_changed(store: Store, subject: str, record: CustomerRecord | None, *, by: str) -> None:
-    """Called once after each change of a customer record (`record` None: deleted).
-
-    The hook for the "customer change" event (issue 11, events): connect it here.
-    """
+    """Called once after each change of a customer record (`record` None: deleted): logs it and
+    records a ``customer`` event with the settings now in force (never the notes, free text)."""
     logger.info("customer %s %s by %s", subject, "changed" if record is not None else "cleared", by)
+    if record is None:
+        data: dict[str, Any] = {"cleared": True}
+    else:
+        data = {k: v for k, v in record.settings().items() if k != "notes"}
+        data["version"] = record.version
+    record_event(store, CUSTOMER, subject=subject, actor=by, data=data)
 
 
 def set_customer(

@@ -19,6 +19,7 @@ from deployd.errors import (
     NotFoundError,
     PreconditionFailedError,
 )
+from deployd.events import PROMOTE
 from deployd.publishing.publish import PublishResult, publish_channel
 from deployd.publishing.sources import document_source
 from deployd.store import ChannelRecord, Store
@@ -115,6 +116,8 @@ def promote_release(
                 publisher=publisher,
                 expected_sequence=record.sequence,
                 note=f"promoted {release.version} from {source}",
+                event=PROMOTE,
+                event_data={"from": source, "version": release.version},
             )
         except PreconditionFailedError:
             if expected_sequence is not None:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from deployd.channels import (
     Channel,
@@ -19,6 +20,7 @@ from deployd.errors import (
     PreconditionFailedError,
     Problem,
 )
+from deployd.events import PUBLISH, ROLLBACK, record_event
 from deployd.publishing.changes import summarize
 from deployd.store import ChannelRecord, Store
 
@@ -41,6 +43,8 @@ def publish_channel(
     publisher: str,
     expected_sequence: int | None = None,
     note: str | None = None,
+    event: str = PUBLISH,
+    event_data: Mapping[str, Any] | None = None,
 ) -> PublishResult:
     """Make `channel` (already validated) the current version of its channel.
 
@@ -48,7 +52,9 @@ def publish_channel(
     `changed=False` and the current sequence. With `expected_sequence` (0 for a new channel),
     raises PreconditionFailedError unless the channel is still at that sequence. Without it, a
     publish that races another is compared and summarized again against the winner's document.
-    `note` (like ``rollback to 3``) goes in front of the history summary.
+    `note` (like ``rollback to 3``) goes in front of the history summary. A publish that
+    changed the channel is recorded in the event log as an `event` (publish, rollback, promote)
+    with the sequence, the summary and `event_data`.
     """
     digest = channel_digest(channel.document)
     while True:
@@ -82,6 +88,13 @@ def publish_channel(
             record.sequence,
             publisher,
             record.summary,
+        )
+        record_event(
+            store,
+            event,
+            channel=record.name,
+            actor=publisher,
+            data={"sequence": record.sequence, "summary": record.summary, **(event_data or {})},
         )
         return PublishResult(record, changed=True)
 
@@ -165,4 +178,6 @@ def rollback_channel(
         publisher=publisher,
         expected_sequence=expected_sequence,
         note=f"rollback to {sequence}",
+        event=ROLLBACK,
+        event_data={"to": sequence},
     )

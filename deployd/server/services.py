@@ -12,6 +12,9 @@ from flask import current_app
 
 from deployd.customers import CustomerBook, CustomerRecord
 from deployd.errors import ConfigError, StoreUnavailableError
+from deployd.events import configure_log
+from deployd.events.delivery import WebhookDeliverer
+from deployd.events.webhooks import webhook_config
 from deployd.keyfiles import key_id_for, load_public_key_file
 from deployd.licensing.cache import CachedLicenseVerifier
 from deployd.licensing.keyring import KeyRing, is_dev_key
@@ -48,6 +51,8 @@ class Services:
         if subject is None or self.customer_book is None:
             return None
         return self.customer_book.get(subject)
+
+    webhooks: WebhookDeliverer | None = None  # events: set when webhooks are configured
 
     def limit_address(self, address: str | None) -> None:
         """Count a request from `address`; raise RateLimitedError past the per-address limit."""
@@ -191,6 +196,7 @@ def check_configuration(settings: Settings) -> None:
     _license_verifier(settings, keys.keyring, is_revoked=lambda jti: False)
     if settings.publisher_tokens_file:
         load_tokens_file(settings.publisher_tokens_file)
+    webhook_config(settings)
     if settings.redis_url:
         from deployd.store.redis import RedisStore
 
@@ -263,11 +269,32 @@ def build_services(
             processes=processes,
         )
         tasks += [services.license_limiter.sync, services.address_limiter.sync]
+    tasks += _event_tasks(settings, services)
     services.refresher = Refresher(tasks, interval=settings.refresh_interval)
     for limiter in (services.license_limiter, services.address_limiter):
         if limiter is not None:
             limiter.wake = services.refresher.wake
     return services
+
+
+MIN_WEBHOOK_INTERVAL_SECONDS = 0.1
+
+
+def _event_tasks(settings: Settings, services: Services) -> list[Callable[[], bool]]:
+    """Bound the event log; with webhooks configured, a refresher task that keeps this
+    process's delivery thread running (deployd.events.delivery)."""
+    configure_log(settings.events_max)
+    webhooks = webhook_config(settings)
+    if webhooks is None:
+        return []
+    # The holder looks for new events as often as workers look for publishes (at least 0.1 s).
+    services.webhooks = WebhookDeliverer(
+        services.store,
+        webhooks,
+        services.signer,
+        interval=max(settings.refresh_interval, MIN_WEBHOOK_INTERVAL_SECONDS),
+    )
+    return [services.webhooks.ensure_running]
 
 
 _persistence_checked = False

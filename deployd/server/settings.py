@@ -81,6 +81,13 @@ class Settings:
     license_cache_size: int = 10_000
     channel_cache_size: int = 1000
     log_level: str = "INFO"
+    # --- events: the event log and webhooks ---
+    events_max: int = 10_000
+    webhook_urls: tuple[str, ...] = ()
+    webhook_events: tuple[str, ...] = ()
+    webhook_allow_http: bool = False
+    webhook_attempts: int = 5
+    webhook_backoff: float = 1.0
 
     @property
     def embedded(self) -> bool:
@@ -120,6 +127,13 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "DEPLOYD_LICENSE_CACHE_SIZE": ("license_cache_size", _positive_int),
     "DEPLOYD_CHANNEL_CACHE_SIZE": ("channel_cache_size", _positive_int),
     "DEPLOYD_LOG_LEVEL": ("log_level", str),
+    # --- events: the event log and webhooks ---
+    "DEPLOYD_EVENTS_MAX": ("events_max", _positive_int),
+    "DEPLOYD_WEBHOOK_URLS": ("webhook_urls", _csv),
+    "DEPLOYD_WEBHOOK_EVENTS": ("webhook_events", _csv),
+    "DEPLOYD_WEBHOOK_ALLOW_HTTP": ("webhook_allow_http", _bool),
+    "DEPLOYD_WEBHOOK_ATTEMPTS": ("webhook_attempts", _positive_int),
+    "DEPLOYD_WEBHOOK_BACKOFF": ("webhook_backoff", _positive_float),
 }
 
 

@@ -231,6 +231,41 @@ class StoreContents:
         return marks
 
 
+@dataclass(frozen=True)
+class EventRecord:
+    """One entry of the event log (`deployd.events`): `id` is given by the store when it is
+    appended (1, 2, 3 ... with no gaps, in the order the log holds them); `at` is RFC 3339 UTC;
+    `actor` is a publisher name, or ``deployd`` for what the server did by itself."""
+
+    id: int
+    type: str
+    at: str
+    actor: str
+    channel: str | None
+    subject: str | None
+    data: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), separators=(",", ":"), allow_nan=False)
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> EventRecord:
+        data = json.loads(raw)
+        return cls(**{f.name: data[f.name] for f in fields(cls)})
+
+
+@dataclass(frozen=True)
+class WebhookState:
+    """Where webhook delivery stands in the store: the id of the last event handled (delivered
+    or given up) and the delivery counters (delivered, failed, gave_up, missed)."""
+
+    cursor: int
+    counts: dict[str, int]
+
+
 class Store(Protocol):
     def ping(self) -> None:
         """Raise StoreUnavailableError unless the store answers."""
@@ -364,6 +399,29 @@ class Store(Protocol):
         The record written gets the new version. Raises StoreUninitializedError on a store
         without an epoch, ConflictError when a new record would pass MAX_CUSTOMERS.
         """
+
+    # --- events: the event log and webhook delivery ---
+
+    def append_event(self, event: EventRecord, *, keep: int) -> EventRecord:
+        """Append `event` (its `id` is ignored) with the next id; keep only the `keep` newest
+        events. Returns the event as stored, with its id. Works uninitialised too."""
+
+    def read_events(
+        self, *, after: int = 0, before: int | None = None, limit: int, oldest_first: bool
+    ) -> list[EventRecord]:
+        """At most `limit` events with `after` < id (< `before` when given): the oldest of them
+        first when `oldest_first`, else the newest first."""
+
+    def take_webhook_lease(self, owner: str, *, seconds: float) -> bool:
+        """Hold (or keep holding) the one webhook-delivery lease for `seconds` as `owner`;
+        False when another owner holds it."""
+
+    def webhook_state(self) -> WebhookState:
+        """The delivery cursor and counters."""
+
+    def advance_webhook_cursor(self, owner: str, cursor: int, counts: Mapping[str, int]) -> bool:
+        """Move the cursor to `cursor` and add `counts` to the counters, in one step, only while
+        `owner` holds the lease (False, and nothing written, when it does not)."""
 
 
 def open_store(settings: Settings, *, timeout: float | None = None) -> Store:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hmac
 import threading
+import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
@@ -22,10 +24,12 @@ from deployd.store import (
     MAX_CUSTOMERS,
     ChannelRecord,
     CustomerRecord,
+    EventRecord,
     Persistence,
     PublisherRecord,
     StoreContents,
     StoreMarker,
+    WebhookState,
     check_offset,
     new_epoch,
     next_sequence,
@@ -302,3 +306,70 @@ class MemoryStore:
             written = replace(wanted, subject=subject, version=self._customers_version)
             self._customers[subject] = written.to_json()
             return written
+
+    # --- events: the event log and webhook delivery ---
+
+    def _events_state(self) -> _EventsState:
+        # Made on first use, so this block stays apart from the constructor.
+        state: _EventsState | None = getattr(self, "_events", None)
+        if state is None:
+            state = self._events = _EventsState()
+        return state
+
+    def append_event(self, event: EventRecord, *, keep: int) -> EventRecord:
+        with self._lock:
+            state = self._events_state()
+            state.last_id += 1
+            payload = replace(event, id=state.last_id).to_json()
+            state.log.append((state.last_id, payload))
+            while len(state.log) > keep:
+                state.log.popleft()
+        return EventRecord.from_json(payload)
+
+    def read_events(
+        self, *, after: int = 0, before: int | None = None, limit: int, oldest_first: bool
+    ) -> list[EventRecord]:
+        with self._lock:
+            chosen = [
+                raw
+                for event_id, raw in self._events_state().log
+                if event_id > after and (before is None or event_id < before)
+            ]
+        chosen = chosen[:limit] if oldest_first else chosen[::-1][:limit]
+        return [EventRecord.from_json(raw) for raw in chosen]
+
+    def take_webhook_lease(self, owner: str, *, seconds: float) -> bool:
+        with self._lock:
+            state = self._events_state()
+            now = time.monotonic()
+            if state.lease_owner not in (None, owner) and state.lease_until > now:
+                return False
+            state.lease_owner, state.lease_until = owner, now + seconds
+            return True
+
+    def webhook_state(self) -> WebhookState:
+        with self._lock:
+            state = self._events_state()
+            return WebhookState(state.cursor, dict(state.counts))
+
+    def advance_webhook_cursor(self, owner: str, cursor: int, counts: Mapping[str, int]) -> bool:
+        with self._lock:
+            state = self._events_state()
+            if state.lease_owner != owner or state.lease_until <= time.monotonic():
+                return False
+            state.cursor = max(state.cursor, cursor)
+            for name, n in counts.items():
+                state.counts[name] = state.counts.get(name, 0) + n
+            return True
+
+
+class _EventsState:
+    """The memory store's event log, webhook lease, cursor and counters."""
+
+    def __init__(self) -> None:
+        self.log: deque[tuple[int, str]] = deque()
+        self.last_id = 0
+        self.lease_owner: str | None = None
+        self.lease_until = 0.0
+        self.cursor = 0
+        self.counts: dict[str, int] = {}

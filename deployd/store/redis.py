@@ -14,6 +14,10 @@ Keys (all under `prefix`, default ``deployd:``):
   floors                  hash  channel (or "*" for all) -> sequence publishes stay above
   {customers}:records     hash  license subject -> JSON CustomerRecord
   {customers}:version     int   moves on every change of a customer record
+  {events}:log            zset  event id -> JSON EventRecord (the newest DEPLOYD_EVENTS_MAX)
+  {events}:last-id        int   the id of the last event appended
+  {events}:lease          string who delivers webhooks now (expires), {events}:cursor the last
+                          event id they handled, {events}:counts hash of delivery counters
 and the pub/sub channel `changes`, told of every publish and revocation.
 
 A publish is one MULTI/EXEC transaction guarded by WATCH on the channel's current record (and on
@@ -49,10 +53,12 @@ from deployd.store import (
     MAX_CUSTOMERS,
     ChannelRecord,
     CustomerRecord,
+    EventRecord,
     Persistence,
     PublisherRecord,
     StoreContents,
     StoreMarker,
+    WebhookState,
     check_offset,
     new_epoch,
     next_sequence,
@@ -541,6 +547,81 @@ class RedisStore:
             return written
 
         return self._transaction("change customer", transaction, records, version_key)
+
+    # --- events: the event log and webhook delivery ---
+
+    def _events_key(self, name: str) -> str:
+        """The key of one part of the event log; all under one hash tag, so every multi-key
+        step of it stays on one Redis Cluster slot."""
+        return self._key("{events}:", name)
+
+    def append_event(self, event: EventRecord, *, keep: int) -> EventRecord:
+        log, last_id = self._events_key("log"), self._events_key("last-id")
+
+        def transaction(pipe: Pipeline) -> EventRecord:
+            # The id is taken and the event written in one EXEC (WATCH on the counter), so the
+            # log never holds a higher id before a lower one: a reader after id N misses nothing.
+            stored = replace(event, id=int(pipe.get(last_id) or 0) + 1)
+            pipe.multi()
+            pipe.set(last_id, stored.id)
+            pipe.zadd(log, {stored.to_json(): stored.id})
+            pipe.zremrangebyrank(log, 0, -keep - 1)
+            return stored
+
+        return self._transaction("record event", transaction, last_id)
+
+    def read_events(
+        self, *, after: int = 0, before: int | None = None, limit: int, oldest_first: bool
+    ) -> list[EventRecord]:
+        log = self._events_key("log")
+        low, high = f"({after}", "+inf" if before is None else f"({before}"
+
+        def read() -> list[Any]:
+            if oldest_first:
+                return self.client.zrangebyscore(log, low, high, start=0, num=limit)
+            return self.client.zrevrangebyscore(log, high, low, start=0, num=limit)
+
+        return [EventRecord.from_json(raw) for raw in self._call("read events", read)]
+
+    def take_webhook_lease(self, owner: str, *, seconds: float) -> bool:
+        lease = self._events_key("lease")
+
+        def transaction(pipe: Pipeline) -> bool:
+            holder = pipe.get(lease)
+            pipe.multi()
+            if holder is not None and _text(holder) != owner:
+                return False
+            pipe.set(lease, owner, px=max(1, int(seconds * 1000)))
+            return True
+
+        return self._transaction("take the webhook lease", transaction, lease)
+
+    def webhook_state(self) -> WebhookState:
+        def read() -> list[Any]:
+            pipe = self.client.pipeline()
+            pipe.get(self._events_key("cursor"))
+            pipe.hgetall(self._events_key("counts"))
+            return pipe.execute()
+
+        cursor, counts = self._call("read webhook state", read)
+        return WebhookState(int(cursor or 0), {_text(name): int(n) for name, n in counts.items()})
+
+    def advance_webhook_cursor(self, owner: str, cursor: int, counts: Mapping[str, int]) -> bool:
+        lease, cursor_key = self._events_key("lease"), self._events_key("cursor")
+        counts_key = self._events_key("counts")
+
+        def transaction(pipe: Pipeline) -> bool:
+            holder = pipe.get(lease)
+            current = int(pipe.get(cursor_key) or 0)
+            pipe.multi()
+            if holder is None or _text(holder) != owner:
+                return False
+            pipe.set(cursor_key, max(current, cursor))
+            for name, n in counts.items():
+                pipe.hincrby(counts_key, name, n)
+            return True
+
+        return self._transaction("advance the webhook cursor", transaction, lease, cursor_key)
 
 
 def _read_floors(client: redis.Redis | Pipeline, key: str) -> dict[str, int]:
