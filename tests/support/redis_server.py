@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import pytest
 import redis
 
+from deployd.server import refresher
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -116,7 +118,13 @@ def initialize(client: redis.Redis, *, prefix: str = "deployd:") -> None:
 
 @pytest.fixture
 def real_redis(redis_server):
-    """A flushed client of the session's real redis-server, with deployd's store initialised."""
+    """A flushed client of the session's real redis-server, with deployd's store initialised.
+
+    The background refreshers of apps earlier tests built are stopped first: one still running
+    would see this flush as its store going back and raise sequence floors in it (the server
+    does so on purpose), and this test's first publish would not be sequence 1.
+    """
+    refresher.stop_all()
     client = redis_server.client()
     client.flushall()
     initialize(client)
