@@ -19,10 +19,17 @@ JWKS_PATH = "/.well-known/jwks.json"
 HEALTH_PATH = "/healthz"
 READY_PATH = "/readyz"
 CONTRACT_PATH = "/openapi.yaml"
+FLEET_PATH = "/api/v1/fleet"
+ADOPTION_PATH = CHANNELS_PATH + "/<name>/adoption"  # as a Flask route
 
 # Headers. The operator sends the release it runs; every spec carries its detached signature.
 CURRENT_VERSION_HEADER = "Deployd-Current-Version"
 SIGNATURE_HEADER = "Deployd-Signature"
+# Who is polling (deployd.fleet): a stable id of the cluster the agent runs in, the agent's own
+# version and the cluster's Kubernetes version. All optional; the W&B operator sends none.
+INSTANCE_ID_HEADER = "Deployd-Instance-Id"
+AGENT_VERSION_HEADER = "Deployd-Agent-Version"
+KUBERNETES_VERSION_HEADER = "Deployd-Kubernetes-Version"
 
 # Timestamps: RFC 3339 in UTC to the second, the one format deployd writes.
 _TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"

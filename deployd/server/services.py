@@ -11,6 +11,7 @@ from typing import Any
 from flask import current_app
 
 from deployd.errors import ConfigError, StoreUnavailableError
+from deployd.fleet.service import Fleet
 from deployd.keyfiles import key_id_for, load_public_key_file
 from deployd.licensing.cache import CachedLicenseVerifier
 from deployd.licensing.keyring import KeyRing, is_dev_key
@@ -40,6 +41,7 @@ class Services:
     license_limiter: RateLimiter | None = None
     address_limiter: RateLimiter | None = None
     refresher: Refresher | None = None
+    fleet: Fleet | None = None  # None: DEPLOYD_FLEET_RECORDING is off
 
     def limit_address(self, address: str | None) -> None:
         """Count a request from `address`; raise RateLimitedError past the per-address limit."""
@@ -241,7 +243,13 @@ def build_services(
     if not settings.embedded:
         warn_unless_persisted(store)
     services = Services(settings, store, state, keyring, verifier, signer, specs, extra)
-    tasks = [state.background_round]
+    tasks = []
+    if settings.fleet_recording:
+        services.fleet = Fleet(worker_store, ttl_seconds=settings.instance_ttl_seconds)
+        # The view catches up before the state refresh, so a worker that sees a publish has
+        # applied every check-in flushed before it (deployd/fleet/view.py).
+        tasks += [services.fleet.flush, services.fleet.sync]
+    tasks += [state.background_round]
     if settings.rate_limit_enabled:
         processes = settings.rate_limit_processes
         services.license_limiter = RateLimiter(
@@ -253,6 +261,8 @@ def build_services(
             processes=processes,
         )
         tasks += [services.license_limiter.sync, services.address_limiter.sync]
+    if services.fleet is not None:
+        tasks += [services.fleet.maintain]
     services.refresher = Refresher(tasks, interval=settings.refresh_interval)
     for limiter in (services.license_limiter, services.address_limiter):
         if limiter is not None:

@@ -81,6 +81,8 @@ class Settings:
     license_cache_size: int = 10_000
     channel_cache_size: int = 1000
     log_level: str = "INFO"
+    fleet_recording: bool = True
+    instance_ttl_seconds: int = 7 * 86400
 
     @property
     def embedded(self) -> bool:
@@ -120,6 +122,8 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "DEPLOYD_LICENSE_CACHE_SIZE": ("license_cache_size", _positive_int),
     "DEPLOYD_CHANNEL_CACHE_SIZE": ("channel_cache_size", _positive_int),
     "DEPLOYD_LOG_LEVEL": ("log_level", str),
+    "DEPLOYD_FLEET_RECORDING": ("fleet_recording", _bool),
+    "DEPLOYD_INSTANCE_TTL": ("instance_ttl_seconds", _positive_int),
 }
 
 
