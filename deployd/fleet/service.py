@@ -170,7 +170,8 @@ class Fleet:
         now = self.clock()
         try:
             if now >= self._next_sweep:
-                self._next_sweep = now + SWEEP_INTERVAL_SECONDS
+                # A quarter of the TTL, at most a minute: an instance outlives it by that at most.
+                self._next_sweep = now + min(SWEEP_INTERVAL_SECONDS, self.ttl_seconds / 4)
                 self.sweep(now)
             hour = int(now // 3600)
             if hour != self._adoption_hour:
