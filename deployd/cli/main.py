@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "deployd.cli.history",
     "deployd.cli.publishers",
     "deployd.cli.store",
+    "deployd.cli.fleet",
 ]
 
 

@@ -119,6 +119,10 @@ class PublisherClient:
         )
         return _object(response)
 
+    def read(self, path: str, params: dict[str, str] | None = None) -> dict[str, Any]:
+        """GET `path` (a read API, e.g. the fleet's) and return its JSON object."""
+        return _object(self._call("GET", path, params=params or {}))
+
 
 def _object(response: requests.Response) -> dict[str, Any]:
     """The JSON object a publisher endpoint answers (deployd/openapi.yaml)."""

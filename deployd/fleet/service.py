@@ -26,15 +26,6 @@ SWEEP_INTERVAL_SECONDS = 60.0
 SWEEP_STEP = 1_000  # instances expired per round trip
 SWEEP_STEPS = 10  # round trips per sweep: what is left waits for the next one
 ADOPTION_KEEP_HOURS = 8 * 24
-MAX_INSTANCES_CLAIM = "maxInstances"
-
-
-def max_instances(license: VerifiedLicense) -> int | None:
-    """The license's `maxInstances` claim, when it is a positive whole number."""
-    value = license.claims.get(MAX_INSTANCES_CLAIM)
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return value
-    return None
 
 
 class Fleet:
@@ -70,7 +61,7 @@ class Fleet:
         InstanceLimitError for a new instance past the license's maxInstances."""
         caller = caller_from_environ(environ)
         key = caller.key(license.customer)
-        cap = max_instances(license)
+        cap = license.max_instances
         if (
             cap is not None
             and not self.view.knows(key)
@@ -111,7 +102,7 @@ class Fleet:
                 agent_version=caller.agent_version,
                 kubernetes_version=caller.kubernetes_version,
                 user_agent=caller.user_agent,
-                max_instances=max_instances(license),
+                max_instances=license.max_instances,
             )
         )
 
