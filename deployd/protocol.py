@@ -30,6 +30,9 @@ SIGNATURE_HEADER = "Deployd-Signature"
 INSTANCE_ID_HEADER = "Deployd-Instance-Id"
 AGENT_VERSION_HEADER = "Deployd-Agent-Version"
 KUBERNETES_VERSION_HEADER = "Deployd-Kubernetes-Version"
+# What their values may be (a server answers 400 `bad_instance_header` to anything else).
+INSTANCE_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}"
+VERSION_PATTERN = r"[A-Za-z0-9][A-Za-z0-9.+_-]{0,63}"
 
 # Timestamps: RFC 3339 in UTC to the second, the one format deployd writes.
 _TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"

@@ -15,13 +15,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from deployd.errors import BadRequestError
-from deployd.protocol import AGENT_VERSION_HEADER, INSTANCE_ID_HEADER, KUBERNETES_VERSION_HEADER
+from deployd.protocol import (
+    AGENT_VERSION_HEADER,
+    INSTANCE_ID_HEADER,
+    INSTANCE_ID_PATTERN,
+    KUBERNETES_VERSION_HEADER,
+    VERSION_PATTERN,
+)
 
-MAX_ID_CHARS = 64
-MAX_VERSION_CHARS = 64
 MAX_USER_AGENT_CHARS = 200
-_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
-_VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+_-]{0,63}")
+_ID = re.compile(INSTANCE_ID_PATTERN)
+_VERSION = re.compile(VERSION_PATTERN)
 
 
 def _environ_key(header: str) -> str:
