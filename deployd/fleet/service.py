@@ -115,6 +115,22 @@ class Fleet:
     def running_release(self, instance_key: str) -> str | None:
         return self.view.running_release(instance_key)
 
+    def report(self) -> dict[str, int | bool]:
+        """What /readyz says of this worker's fleet: its view and its counters."""
+        counters = self.counters
+        return {
+            "loaded": self.view.position is not None,
+            "instances": len(self.view),
+            "pendingCheckIns": self.recorder.pending,
+            "recorded": counters.recorded,
+            "droppedFull": counters.dropped_full,
+            "droppedUnreachable": counters.dropped_unreachable,
+            "refusedOverLimit": counters.refused_over_limit,
+            "reportsDropped": counters.reports_dropped,
+            "viewFull": counters.view_full,
+            "expired": counters.expired,
+        }
+
     # Background tasks (deployd.server.refresher).
 
     def flush(self) -> bool:
