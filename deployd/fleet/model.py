@@ -50,7 +50,8 @@ class InstanceRecord:
     @classmethod
     def from_json(cls, raw: str | bytes) -> InstanceRecord:
         data = json.loads(raw)
-        return cls(**{f.name: data.get(f.name) for f in fields(cls)})
+        get = data.get
+        return cls(*(get(name) for name in _RECORD_FIELDS))
 
     def merged(self, check_in: CheckIn) -> InstanceRecord:
         """This record after `check_in`."""
@@ -107,6 +108,9 @@ class InstanceRecord:
             "kubernetesVersion": self.kubernetes_version,
             "userAgent": self.user_agent,
         }
+
+
+_RECORD_FIELDS = tuple(f.name for f in fields(InstanceRecord))
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,9 @@ local function count(r, delta)
   if release == nil then return end
   local key = p .. 'counts:' .. r.channel
   if redis.call('HINCRBY', key, release, delta) <= 0 then redis.call('HDEL', key, release) end
+  local index = p .. 'release:' .. r.channel .. ':' .. release
+  if delta > 0 then redis.call('ZADD', index, r.last_seen, r.key)
+  else redis.call('ZREM', index, r.key) end
 end
 local function feed(r, removed, cap)
   redis.call('XADD', p .. 'feed', 'MAXLEN', '~', cap, '*',

@@ -480,6 +480,7 @@ class RedisStore:
     #   {fleet}:channel:<name>      zset  the same, per channel
     #   {fleet}:customer:<sub>      zset  the same, per license subject
     #   {fleet}:counts:<name>       hash  release -> instances running it (reported, else served)
+    #   {fleet}:release:<name>:<v>  zset  those instances -> last seen
     #   {fleet}:channels            set   channels that ever had an instance
     #   {fleet}:feed                stream the change feed workers keep their views current from
     #   {fleet}:adoption:<name>     hash  hour number -> JSON {release: instances} at that hour
@@ -533,6 +534,8 @@ class RedisStore:
     def fleet_page(self, query: FleetQuery) -> FleetPage:
         if query.customer is not None:
             index = self._fleet_key("customer:", query.customer)
+        elif query.channel is not None and query.release is not None:
+            index = self._fleet_key("release:", query.channel, ":", query.release)
         elif query.channel is not None:
             index = self._fleet_key("channel:", query.channel)
         else:
@@ -542,7 +545,14 @@ class RedisStore:
         high = "+inf" if top == float("inf") else repr(top)
         cursor = query.cursor or Cursor(top, 0)
         found: list[InstanceRecord] = []
-        offset, scanned, chunk = query.skip, 0, max(query.limit, 200)
+        # Filters the index does not apply itself make a page look at more entries.
+        filtered = (
+            query.keep is not None
+            or (query.release is not None and not (query.channel and query.customer is None))
+            or (query.customer is not None and query.channel is not None)
+        )
+        offset, scanned = query.skip, 0
+        chunk = max(query.limit, 500) if filtered else query.limit + 1
         while scanned < MAX_SCANNED:
             entries = self._fleet_index_chunk(index, high, low, offset, chunk)
             if not entries:
