@@ -65,6 +65,7 @@ class Options:
     scale_revocations: int = 100_000
     publish_releases: int = 1_000
     visibility_window: float = 2.5  # how long after a publish workers are watched
+    fleet_only: bool = False  # measure only fleet recording on against off
 
 
 @dataclass(frozen=True)
@@ -153,6 +154,11 @@ def parse_options(argv: list[str]) -> Options:
         default=default_generator(),
         help="load generator (default: wrk when installed, else python)",
     )
+    parser.add_argument(
+        "--fleet-only",
+        action="store_true",
+        help="measure only the poll with fleet check-in recording on against off",
+    )
     args = parser.parse_args(argv)
     duration = args.duration or (2 if args.quick else 3)
     return Options(
@@ -164,6 +170,7 @@ def parse_options(argv: list[str]) -> Options:
         licenses=500 if args.quick else 1_000,
         active_channels=500 if args.quick else 1_000,
         generator=args.generator,
+        fleet_only=args.fleet_only,
     )
 
 
@@ -246,7 +253,9 @@ class Bench:
         self.baseline.start()
         self.stack.callback(self.baseline.stop)
 
-    def _start_deployd(self, redis_url: str, log_name: str) -> Gunicorn:
+    def _start_deployd(
+        self, redis_url: str, log_name: str, extra_env: dict[str, str] | None = None
+    ) -> Gunicorn:
         server = Gunicorn(
             "deployd.wsgi:app",
             {
@@ -255,6 +264,7 @@ class Bench:
                 "DEPLOYD_SIGNING_KEY": str(self.keys.signing_key),
                 "DEPLOYD_RATE_LIMIT_PER_MINUTE": UNREACHED_RATE_LIMIT,
                 "DEPLOYD_RATE_LIMIT_PER_ADDRESS_PER_MINUTE": UNREACHED_RATE_LIMIT,
+                **(extra_env or {}),
             },
             self.directory / log_name,
         )
@@ -341,6 +351,10 @@ class Bench:
         )
         side = f"{'req/s':>8} {'p50':>5} {'p99':>5}"
         self.log(f"{'path':<18} {'reference':<12} {side}   {'measured':<12} {side}   ratio")
+        recording = self.run_fleet_recording()
+        fleet_target = Target("fleet: check-ins on vs off", recording, 0.95, True, "x")
+        if options.fleet_only:
+            return [fleet_target]
         baseline = self.baseline
         spec = self.compare(
             "spec 200",
@@ -374,7 +388,20 @@ class Bench:
             Target("scale: largest worker RSS", rss / MB, 150, False, "MB"),
             Target("publish: 1,000 releases", publish_seconds, 1.0, False, "s"),
             Target("publish: served by every worker after", visible_after, 1.0, False, "s"),
+            fleet_target,
         ]
+
+    def run_fleet_recording(self) -> float:
+        """Requests per second of deployd with fleet check-in recording on (the default, the
+        first deployd) over the same deployd with it off (a second one on the same Redis), side
+        by side, each warmed up as a cold subject first."""
+        unrecorded = self._start_deployd(
+            self.redis.url, "deployd-unrecorded.log", {"DEPLOYD_FLEET_RECORDING": "0"}
+        )
+        on = Side("recording on", self.deployd, self.spec_requests)
+        off = Side("recording off", unrecorded, self.spec_requests)
+        self.compare("(warming on)", off, on, 200, cold=True)
+        return 1 / self.compare("fleet check-ins", on, off, 200, cold=True).ratio
 
     def run_scale(self) -> tuple[Comparison, int]:
         """A second deployd on a store of 10,000 channels, measured against the first (3
