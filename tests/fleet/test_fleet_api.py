@@ -48,7 +48,14 @@ def world(request, tmp_path):
         store.initialize()
     else:
         store = RedisStore(request.getfixturevalue("real_redis"))
-    return World(tmp_path, store=store, instance_ttl_seconds=3600)
+    world = World(tmp_path, store=store, instance_ttl_seconds=3600)
+    yield world
+    # The app's background refresher must not outlive the test: on the session's real Redis it
+    # would go on writing into the next test's store.
+    if "app" in vars(world):
+        refresher = world.app.extensions["deployd"].refresher
+        if refresher is not None:
+            refresher.stop()
 
 
 def publish(world: World, text: str) -> int:
