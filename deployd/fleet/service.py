@@ -26,6 +26,7 @@ SWEEP_INTERVAL_SECONDS = 60.0
 SWEEP_STEP = 1_000  # instances expired per round trip
 SWEEP_STEPS = 10  # round trips per sweep: what is left waits for the next one
 ADOPTION_KEEP_HOURS = 8 * 24
+SEEN_GRANULARITY_SECONDS = 60.0  # last seen is recorded to the minute
 
 
 class Fleet:
@@ -87,8 +88,20 @@ class Fleet:
         channel: str,
         served: str,
     ) -> None:
-        """Note that `key` was just served `served` (view now, store at the next flush)."""
+        """Note that `key` was just served `served` (view now, store at the next flush).
+
+        A poll that changes nothing the fleet knows (same release served, last seen less than
+        SEEN_GRANULARITY_SECONDS ago by any worker) is not recorded again: a fleet polling every
+        few seconds costs a store write per instance and minute, not per poll."""
         now = self.clock()
+        known = self.view.known(key)
+        if (
+            known is not None
+            and known.served == served
+            and known.subject == license.customer
+            and now - known.last_seen < SEEN_GRANULARITY_SECONDS
+        ):
+            return
         if not self.view.note_served(key, license.customer, served, now):
             self.counters.view_full += 1
         self.recorder.note(

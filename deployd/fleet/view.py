@@ -47,6 +47,9 @@ class FleetView:
             return None
         return known.reported or known.served
 
+    def known(self, instance_id: str) -> Known | None:
+        return self._known.get(instance_id)
+
     def knows(self, instance_id: str) -> bool:
         return instance_id in self._known
 
@@ -62,10 +65,6 @@ class FleetView:
     def note_served(self, instance_id: str, subject: str, release: str, seen: float) -> bool:
         """Remember that `instance_id` was just served `release`; False when the view is full
         (a new instance past `max_instances` is not remembered, and counted by the caller)."""
-        known = self._known.get(instance_id)
-        if known is not None and known.served == release and known.subject == subject:
-            if seen - known.last_seen < 60:  # last seen to the minute is enough here
-                return True
         with self._lock:
             known = self._known.get(instance_id)
             reported = known.reported if known is not None else None
