@@ -86,7 +86,6 @@ def view_memory(store: RedisStore) -> tuple[int, int, float]:
         fleet.sync()
     seconds = time.perf_counter() - started
     gc.collect()
-    fleet._snapshot = []  # what the load kept on the way is released once loaded
     taken = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
     return len(fleet.view), taken, seconds
