@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import multiprocessing
 import os
 import statistics
@@ -65,6 +66,7 @@ class Options:
     scale_revocations: int = 100_000
     publish_releases: int = 1_000
     visibility_window: float = 2.5  # how long after a publish workers are watched
+    fleet_only: bool = False  # measure only fleet recording on against off
 
 
 @dataclass(frozen=True)
@@ -153,6 +155,11 @@ def parse_options(argv: list[str]) -> Options:
         default=default_generator(),
         help="load generator (default: wrk when installed, else python)",
     )
+    parser.add_argument(
+        "--fleet-only",
+        action="store_true",
+        help="measure only the poll with fleet check-in recording on against off",
+    )
     args = parser.parse_args(argv)
     duration = args.duration or (2 if args.quick else 3)
     return Options(
@@ -164,6 +171,7 @@ def parse_options(argv: list[str]) -> Options:
         licenses=500 if args.quick else 1_000,
         active_channels=500 if args.quick else 1_000,
         generator=args.generator,
+        fleet_only=args.fleet_only,
     )
 
 
@@ -214,6 +222,8 @@ class Bench:
         self.redis.start()
         self.stack.callback(self.redis.stop)
         self.store = RedisStore.from_url(self.redis.url)
+        # As `deployd store init` does: a store without an epoch serves nothing.
+        self.store.initialize()
         self.keys = make_keys(self.directory / "keys")
         for name in CHANNELS:
             publish_yaml(self.store, channel_yaml(channel_document(name, 6)), name=name)
@@ -246,7 +256,9 @@ class Bench:
         self.baseline.start()
         self.stack.callback(self.baseline.stop)
 
-    def _start_deployd(self, redis_url: str, log_name: str) -> Gunicorn:
+    def _start_deployd(
+        self, redis_url: str, log_name: str, extra_env: dict[str, str] | None = None
+    ) -> Gunicorn:
         server = Gunicorn(
             "deployd.wsgi:app",
             {
@@ -255,6 +267,7 @@ class Bench:
                 "DEPLOYD_SIGNING_KEY": str(self.keys.signing_key),
                 "DEPLOYD_RATE_LIMIT_PER_MINUTE": UNREACHED_RATE_LIMIT,
                 "DEPLOYD_RATE_LIMIT_PER_ADDRESS_PER_MINUTE": UNREACHED_RATE_LIMIT,
+                **(extra_env or {}),
             },
             self.directory / log_name,
         )
@@ -341,6 +354,10 @@ class Bench:
         )
         side = f"{'req/s':>8} {'p50':>5} {'p99':>5}"
         self.log(f"{'path':<18} {'reference':<12} {side}   {'measured':<12} {side}   ratio")
+        recording = self.run_fleet_recording()
+        fleet_target = Target("fleet: check-ins on vs off", recording, 0.95, True, "x")
+        if options.fleet_only:
+            return [fleet_target]
         baseline = self.baseline
         spec = self.compare(
             "spec 200",
@@ -374,7 +391,25 @@ class Bench:
             Target("scale: largest worker RSS", rss / MB, 150, False, "MB"),
             Target("publish: 1,000 releases", publish_seconds, 1.0, False, "s"),
             Target("publish: served by every worker after", visible_after, 1.0, False, "s"),
+            fleet_target,
         ]
+
+    def run_fleet_recording(self) -> float:
+        """Requests per second of deployd with fleet check-in recording on (the default, the
+        first deployd) over the same deployd with it off (a second one on the same Redis), side
+        by side. Measured twice, each side once the cold subject warmed up before the rounds and
+        once the reference, and combined as the geometric mean of the two ratios, so whatever
+        the subject's position favours cancels out."""
+        unrecorded = self._start_deployd(
+            self.redis.url, "deployd-unrecorded.log", {"DEPLOYD_FLEET_RECORDING": "0"}
+        )
+        on = Side("recording on", self.deployd, self.spec_requests)
+        off = Side("recording off", unrecorded, self.spec_requests)
+        on_over_off = self.compare("fleet on/off", off, on, 200, cold=True).ratio
+        off_over_on = self.compare("fleet off/on", on, off, 200, cold=True).ratio
+        combined = math.sqrt(on_over_off / off_over_on)
+        self.log(f"fleet check-ins: recording on runs at {combined:.2f}x recording off")
+        return combined
 
     def run_scale(self) -> tuple[Comparison, int]:
         """A second deployd on a store of 10,000 channels, measured against the first (3

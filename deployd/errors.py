@@ -72,6 +72,13 @@ class PublisherAuthError(DeploydError):
     code = "publisher_unauthorized"
 
 
+class InstanceLimitError(DeploydError):
+    """A new instance over its license's `maxInstances` (deployd.fleet)."""
+
+    status = 403
+    code = "instance_limit"
+
+
 class NotFoundError(DeploydError):
     status = 404
     code = "not_found"

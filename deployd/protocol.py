@@ -21,6 +21,8 @@ HEALTH_PATH = "/healthz"
 READY_PATH = "/readyz"
 CONTRACT_PATH = "/openapi.yaml"
 EVENTS_PATH = "/api/v1/events"
+FLEET_PATH = "/api/v1/fleet"
+ADOPTION_PATH = CHANNELS_PATH + "/<name>/adoption"  # as a Flask route
 
 # Headers. The operator sends the release it runs; every spec carries its detached signature.
 CURRENT_VERSION_HEADER = "Deployd-Current-Version"
@@ -28,6 +30,14 @@ SIGNATURE_HEADER = "Deployd-Signature"
 # A webhook POST names its event (receivers drop a repeated id: delivery is at least once).
 EVENT_ID_HEADER = "Deployd-Event-Id"
 EVENT_TYPE_HEADER = "Deployd-Event-Type"
+# Who is polling (deployd.fleet): a stable id of the cluster the agent runs in, the agent's own
+# version and the cluster's Kubernetes version. All optional; the W&B operator sends none.
+INSTANCE_ID_HEADER = "Deployd-Instance-Id"
+AGENT_VERSION_HEADER = "Deployd-Agent-Version"
+KUBERNETES_VERSION_HEADER = "Deployd-Kubernetes-Version"
+# What their values may be (a server answers 400 `bad_instance_header` to anything else).
+INSTANCE_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}"
+VERSION_PATTERN = r"[A-Za-z0-9][A-Za-z0-9.+_-]{0,63}"
 
 # Timestamps: RFC 3339 in UTC to the second, the one format deployd writes.
 _TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from flask import Blueprint, Flask, Response, request
@@ -21,6 +22,7 @@ from deployd.api.auth import license_from_authorization, license_from_request
 from deployd.api.fastpath import Answer, content_length
 from deployd.customers.layering import chosen_release, default_channel, may_read
 from deployd.errors import LicenseError, NotFoundError
+from deployd.fleet.instances import Caller
 from deployd.licensing.tokens import VerifiedLicense
 from deployd.protocol import CURRENT_VERSION_HEADER, PINNED_SPEC_PATH, SIGNATURE_HEADER, SPEC_PATH
 from deployd.server.services import Services, services
@@ -56,13 +58,17 @@ def _serve_spec(*, pinned: str | None) -> Response:
         license = deployd.verify_license(unverified_license)
         deployd.limit_license(license)
     name, customer = _channel_to_serve(deployd, license, asked)
+    instance = _identify(deployd, request.environ, license)
     spec = _find_spec(
         deployd,
         name,
         customer,
         pinned=pinned,
-        current_version=request.headers.get(CURRENT_VERSION_HEADER) or None,
+        current_version=_current_version(
+            deployd, request.headers.get(CURRENT_VERSION_HEADER) or None, instance
+        ),
     )
+    _check_in(deployd, instance, license, name, spec)
     headers = spec_headers(spec)
     if request.if_none_match.contains_weak(spec.etag.strip('"')):
         return Response(status=304, headers=headers)
@@ -96,6 +102,39 @@ def _channel_to_serve(
     if not may_read(record, license, name):
         raise LicenseError("channel_not_allowed", f"this license may not read channel {name!r}")
     return name, license.customer
+
+
+def _identify(
+    deployd: Services, environ: Mapping[str, Any], license: VerifiedLicense | None
+) -> tuple[str, Caller] | None:
+    """The caller's instance (key and headers), None without a license or fleet recording.
+    BadRequestError for a malformed instance header; InstanceLimitError for a new instance
+    past the license's maxInstances."""
+    if deployd.fleet is None or license is None:
+        return None
+    return deployd.fleet.identify(environ, license)
+
+
+def _current_version(
+    deployd: Services, header: str | None, instance: tuple[str, Caller] | None
+) -> str | None:
+    """The release the caller runs: what it says (Deployd-Current-Version), else what the server
+    knows of its instance (the release it reported running, else the one last served to it)."""
+    if header is not None or instance is None or deployd.fleet is None:
+        return header
+    return deployd.fleet.current_release(instance[0])
+
+
+def _check_in(
+    deployd: Services,
+    instance: tuple[str, Caller] | None,
+    license: VerifiedLicense | None,
+    channel: str,
+    spec: RenderedSpec,
+) -> None:
+    if instance is not None and license is not None and deployd.fleet is not None:
+        key, caller = instance
+        deployd.fleet.check_in(key, license, caller, channel=channel, served=spec.release)
 
 
 def _find_spec(
@@ -166,15 +205,20 @@ def fast_spec(deployd: Services, environ: dict[str, Any]) -> Answer | None:
         if license is None or not deployd.license_allowed(license):
             return None
     name, customer = _channel_to_serve(deployd, license, asked)
+    instance = _identify(deployd, environ, license)
     spec = _find_spec(
         deployd,
         name,
         customer,
         pinned=None,
-        current_version=environ.get(_CURRENT_VERSION_ENVIRON) or None,
+        current_version=_current_version(
+            deployd, environ.get(_CURRENT_VERSION_ENVIRON) or None, instance
+        ),
     )
-    # The answer is decided; counting it is the only change the fast path makes.
+    # The answer is decided; counting it and noting the check-in are the only changes the fast
+    # path makes (both in memory).
     deployd.count_request(address, license)
+    _check_in(deployd, instance, license, name, spec)
     headers = spec_headers(spec)
     if _not_modified(environ.get("HTTP_IF_NONE_MATCH"), spec.etag):
         return Answer("304 NOT MODIFIED", headers, b"")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -105,6 +106,21 @@ def register(subparsers: Subparsers) -> None:
     action.add_argument("--write", metavar="FILE", help="write the merged spec to FILE atomically")
     parser.add_argument("--once", action="store_true", help="poll and reconcile once, then exit")
     parser.add_argument(
+        "--instance-id",
+        metavar="ID",
+        default=os.environ.get("DEPLOYD_INSTANCE_ID") or None,
+        help="this cluster's id for the server's fleet view, e.g. a hash of the kube-system"
+        " namespace uid (default: $DEPLOYD_INSTANCE_ID, else a random id made once and kept in"
+        " --cache-dir)",
+    )
+    parser.add_argument(
+        "--kubernetes-version",
+        metavar="VERSION",
+        default=os.environ.get("DEPLOYD_KUBERNETES_VERSION") or None,
+        help="the cluster's Kubernetes version, reported to the server (default:"
+        " $DEPLOYD_KUBERNETES_VERSION)",
+    )
+    parser.add_argument(
         "--cache-dir",
         metavar="DIR",
         default=DEFAULT_CACHE_DIR,
@@ -155,6 +171,8 @@ def run(args: argparse.Namespace) -> int:
         ca_bundle=Path(args.ca_bundle) if args.ca_bundle else None,
         cache_dir=Path(args.cache_dir),
         poll_interval=args.interval,
+        instance_id=args.instance_id,
+        kubernetes_version=args.kubernetes_version,
     )
     reconciler: Reconciler = (
         CommandReconciler(args.command, secrets=[license.value] if license else [])

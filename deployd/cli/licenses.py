@@ -17,6 +17,7 @@ from deployd.cli import Subparsers
 from deployd.errors import BadRequestError, ConfigError, LicenseError
 from deployd.licensing.keyring import KeyRing
 from deployd.licensing.tokens import (
+    MAX_INSTANCES_CLAIM,
     MAX_TOKEN_BYTES,
     LicenseVerifier,
     issue_license,
@@ -55,6 +56,12 @@ def register(subparsers: Subparsers) -> None:
         default=[],
         metavar="NAME=VALUE",
         help="an entitlement; VALUE is JSON when it parses (seats=10 is a number), else a string",
+    )
+    issue.add_argument(
+        "--max-instances",
+        type=_positive,
+        metavar="N",
+        help="how many clusters may poll with it at once (the maxInstances claim)",
     )
     issue.add_argument("--issuer", help="iss claim (default: DEPLOYD_ISSUER or deployd)")
     issue.add_argument("--audience", help="aud claim (default: DEPLOYD_AUDIENCE, else none)")
@@ -104,7 +111,7 @@ def issue_command(args: argparse.Namespace) -> int:
         channel=args.channel,
         channels=_channel_list(args.channels) if args.channels is not None else None,
         expires_in=parse_duration(args.expires_in),
-        claims=parse_claims(args.claim),
+        claims=_with_max_instances(parse_claims(args.claim), args.max_instances),
         issuer=args.issuer if args.issuer is not None else settings.issuer,
         audience=args.audience if args.audience is not None else settings.audience,
         warn=warnings,
@@ -113,6 +120,19 @@ def issue_command(args: argparse.Namespace) -> int:
         print(f"deployd: warning: {warning}", file=sys.stderr)
     print(token)
     return 0
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(text)
+    return value
+
+
+def _with_max_instances(claims: dict[str, Any], max_instances: int | None) -> dict[str, Any]:
+    if max_instances is not None:
+        claims[MAX_INSTANCES_CLAIM] = max_instances
+    return claims
 
 
 def _channel_list(text: str) -> list[str]:

@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "deployd.cli.store",
     "deployd.cli.customers",
     "deployd.cli.events",
+    "deployd.cli.fleet",
 ]
 
 

@@ -133,6 +133,10 @@ class PublisherClient:
         """One page of the event log (GET /api/v1/events with `params`)."""
         return _object(self._call("GET", EVENTS_PATH, params=params))
 
+    def read(self, path: str, params: dict[str, str] | None = None) -> dict[str, Any]:
+        """GET `path` (a read API, e.g. the fleet's) and return its JSON object."""
+        return _object(self._call("GET", path, params=params or {}))
+
 
 def _object(response: requests.Response) -> dict[str, Any]:
     """The JSON object a publisher endpoint answers (deployd/openapi.yaml)."""

@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import re
+import secrets
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -31,12 +32,14 @@ from typing import Any
 from deployd.client.errors import InputError
 from deployd.client.hierarchy import DesiredState
 from deployd.client.verify import Floor
+from deployd.protocol import INSTANCE_ID_PATTERN
 
 logger = logging.getLogger(__name__)
 
 SPEC_FILE = "spec.json"
 SEQUENCES_FILE = "sequences.json"
 APPLIED_FILE = "applied.json"
+INSTANCE_ID_FILE = "instance-id"
 # A bundle is JSON around the body: escaping can at most double it, plus a signature and an ETag.
 BUNDLE_OVERHEAD_BYTES = 65_536
 _HEADER_SAFE = re.compile(r"^[\x21-\x7e]{1,256}$")
@@ -237,6 +240,21 @@ class CacheDir:
         if applied.release and not _HEADER_SAFE.match(applied.release):
             raise InputError(f"{source}: damaged: release is not a header-safe string")
         return applied
+
+    def instance_id(self) -> str:
+        """The id this client sends as Deployd-Instance-Id: made once (random) and kept in the
+        cache directory, so the cluster stays one instance across restarts. InputError when
+        the file is damaged; OSError when it cannot be written."""
+        data = self._read(INSTANCE_ID_FILE, 256)
+        if data is not None:
+            text = data.decode("ascii", "replace").strip()
+            if not re.fullmatch(INSTANCE_ID_PATTERN, text):
+                raise InputError(f"{self.path / INSTANCE_ID_FILE}: damaged: not an instance id")
+            return text
+        made = secrets.token_hex(16)
+        self._ensure()
+        atomic_write(self.path / INSTANCE_ID_FILE, made.encode() + b"\n")
+        return made
 
     def save_applied(self, applied: AppliedState) -> None:
         self._ensure()

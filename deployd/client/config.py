@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from deployd.client.licensing import license_channel
 from deployd.errors import ConfigError, KeyFileError
 from deployd.keyfiles import KEY_ID, key_id_for, load_public_key_file
+from deployd.protocol import INSTANCE_ID_PATTERN, VERSION_PATTERN
 from deployd.specs.signing import b64url_decode
 
 logger = logging.getLogger(__name__)
@@ -57,8 +58,23 @@ class ClientConfig:
     backoff_ceiling: float = 300.0
     max_retry_after: float = 3600.0
     reconcile_on_start: bool = True
+    # Sent as Deployd-Instance-Id (default: a random id kept in cache_dir) and
+    # Deployd-Kubernetes-Version (when known).
+    instance_id: str | None = None
+    kubernetes_version: str | None = None
 
     def __post_init__(self) -> None:
+        if self.instance_id is not None and not re.fullmatch(INSTANCE_ID_PATTERN, self.instance_id):
+            raise ConfigError(
+                "the instance id must be 1 to 64 letters, digits and . _ - :, starting with a"
+                " letter or digit"
+            )
+        if self.kubernetes_version is not None and not re.fullmatch(
+            VERSION_PATTERN, self.kubernetes_version
+        ):
+            raise ConfigError(
+                f"the Kubernetes version {self.kubernetes_version!r} must be like v1.29.4"
+            )
         if not self.trusted_keys:
             raise ConfigError("no trusted spec-signing keys: give at least one (--trust-key)")
         if self.license is not None and not _LICENSE_CHARS.match(self.license):

@@ -21,6 +21,7 @@ import json
 import logging
 import random
 import re
+import secrets
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -41,7 +42,10 @@ from deployd.client.inputs import CustomResource
 from deployd.client.reconcilers import Reconciler
 from deployd.client.verify import Floor, VerifiedSpec, raise_floor, verify_spec
 from deployd.protocol import (
+    AGENT_VERSION_HEADER,
     CURRENT_VERSION_HEADER,
+    INSTANCE_ID_HEADER,
+    KUBERNETES_VERSION_HEADER,
     SIGNATURE_HEADER,
     SPEC_PATH,
     pinned_spec_path,
@@ -133,6 +137,7 @@ class Poller:
                 ca_bundle=config.ca_bundle,
             )
         self._fetcher = fetcher
+        self._instance_id: str | None = config.instance_id
         self._poll_backoff = Backoff(config.backoff_base, config.backoff_ceiling, self.rng)
         self._reconcile_backoff = Backoff(config.backoff_base, config.backoff_ceiling, self.rng)
         self._floors: dict[str, Floor] = {}
@@ -253,9 +258,26 @@ class Poller:
             return self._poll_offline(Path(self.config.offline_spec), now)
         return self._poll_server(now)
 
+    def _instance_headers(self) -> dict[str, str]:
+        """Who polls: the instance id (given, else kept in the cache directory), this client's
+        version and, when known, the cluster's Kubernetes version."""
+        if self._instance_id is None:
+            try:
+                self._instance_id = self.cache.instance_id()
+            except (OSError, InputError) as e:
+                # Still one id for this process's life: the server then sees a new instance
+                # after a restart, which is better than none.
+                logger.error("cannot keep the instance id in %s: %s", self.cache.path, e)
+                self._instance_id = secrets.token_hex(16)
+        headers = {INSTANCE_ID_HEADER: self._instance_id, AGENT_VERSION_HEADER: __version__}
+        if self.config.kubernetes_version:
+            headers[KUBERNETES_VERSION_HEADER] = self.config.kubernetes_version
+        return headers
+
     def _poll_server(self, now: float) -> PollResult:
         assert self._fetcher is not None and self.url is not None
         headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
+        headers.update(self._instance_headers())
         if self._held is not None and self._held_etag:
             headers["If-None-Match"] = self._held_etag
         if self.current_version:

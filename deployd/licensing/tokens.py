@@ -44,6 +44,9 @@ _DURATION = re.compile(r"(\d+)([smhdw])")
 _DURATION_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
+MAX_INSTANCES_CLAIM = "maxInstances"
+
+
 @dataclass(frozen=True)
 class VerifiedLicense:
     """A license whose signature, key, times, issuer, audience, claims and revocation were checked.
@@ -66,6 +69,15 @@ class VerifiedLicense:
     def may_read(self, channel: str) -> bool:
         """True when this license may ask for `channel`."""
         return channel in self.channels
+
+    @property
+    def max_instances(self) -> int | None:
+        """The `maxInstances` claim (how many clusters may poll with this license's subject),
+        when it is a positive whole number; None (no cap) otherwise."""
+        value = self.claims.get(MAX_INSTANCES_CLAIM)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+        return None
 
 
 class LicenseVerifier:

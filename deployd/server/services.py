@@ -12,9 +12,11 @@ from flask import current_app
 
 from deployd.customers import CustomerBook, CustomerRecord
 from deployd.errors import ConfigError, StoreUnavailableError
-from deployd.events import configure_log
+from deployd.events import INSTANCE, configure_log, record_event
 from deployd.events.delivery import WebhookDeliverer
 from deployd.events.webhooks import webhook_config
+from deployd.fleet.model import CheckIn
+from deployd.fleet.service import Fleet
 from deployd.keyfiles import key_id_for, load_public_key_file
 from deployd.licensing.cache import CachedLicenseVerifier
 from deployd.licensing.keyring import KeyRing, is_dev_key
@@ -53,6 +55,7 @@ class Services:
         return self.customer_book.get(subject)
 
     webhooks: WebhookDeliverer | None = None  # events: set when webhooks are configured
+    fleet: Fleet | None = None  # None: DEPLOYD_FLEET_RECORDING is off
 
     def limit_address(self, address: str | None) -> None:
         """Count a request from `address`; raise RateLimitedError past the per-address limit."""
@@ -257,7 +260,16 @@ def build_services(
     services = Services(settings, store, state, keyring, verifier, signer, specs, extra)
     services.customer_book = CustomerBook(worker_store)
     state.add_reset_listener(services.customer_book.forget)
-    tasks = [state.background_round, services.customer_book.background_round]
+    tasks: list[Callable[[], bool]] = []
+    if settings.fleet_recording:
+        services.fleet = Fleet(worker_store, ttl_seconds=settings.instance_ttl_seconds)
+        services.fleet.recorder.first_seen_hooks.append(
+            lambda new: _instances_first_seen(worker_store, new)
+        )
+        # The view catches up before the state refresh, so a worker that sees a publish has
+        # applied every check-in flushed before it (deployd/fleet/view.py).
+        tasks += [services.fleet.flush, services.fleet.sync]
+    tasks += [state.background_round, services.customer_book.background_round]
     if settings.rate_limit_enabled:
         processes = settings.rate_limit_processes
         services.license_limiter = RateLimiter(
@@ -270,6 +282,8 @@ def build_services(
         )
         tasks += [services.license_limiter.sync, services.address_limiter.sync]
     tasks += _event_tasks(settings, services)
+    if services.fleet is not None:
+        tasks += [services.fleet.maintain]
     services.refresher = Refresher(tasks, interval=settings.refresh_interval)
     for limiter in (services.license_limiter, services.address_limiter):
         if limiter is not None:
@@ -278,6 +292,16 @@ def build_services(
 
 
 MIN_WEBHOOK_INTERVAL_SECONDS = 0.1
+
+
+def _instances_first_seen(store: Store, new: list[CheckIn]) -> None:
+    """An ``instance`` event for each instance the store saw for the first time (called from the
+    background flush, never from a poll)."""
+    for check_in in new:
+        data = {"instance": check_in.key, "release": check_in.served}
+        if check_in.agent_id is not None:
+            data["agentInstanceId"] = check_in.agent_id
+        record_event(store, INSTANCE, channel=check_in.channel, subject=check_in.subject, data=data)
 
 
 def _event_tasks(settings: Settings, services: Services) -> list[Callable[[], bool]]:

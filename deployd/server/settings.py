@@ -88,6 +88,8 @@ class Settings:
     webhook_allow_http: bool = False
     webhook_attempts: int = 5
     webhook_backoff: float = 1.0
+    fleet_recording: bool = True
+    instance_ttl_seconds: int = 7 * 86400
 
     @property
     def embedded(self) -> bool:
@@ -134,6 +136,8 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "DEPLOYD_WEBHOOK_ALLOW_HTTP": ("webhook_allow_http", _bool),
     "DEPLOYD_WEBHOOK_ATTEMPTS": ("webhook_attempts", _positive_int),
     "DEPLOYD_WEBHOOK_BACKOFF": ("webhook_backoff", _positive_float),
+    "DEPLOYD_FLEET_RECORDING": ("fleet_recording", _bool),
+    "DEPLOYD_INSTANCE_TTL": ("instance_ttl_seconds", _positive_int),
 }
 
 

@@ -32,11 +32,13 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
 
 from deployd.errors import ConflictError, StoreUninitializedError
+from deployd.fleet.model import CheckIn, FeedRead, FlushOutcome, InstanceRecord, Snapshot
+from deployd.fleet.paging import FleetPage, FleetQuery
 from deployd.protocol import utc_now
 from deployd.server.settings import Settings
 
@@ -422,6 +424,46 @@ class Store(Protocol):
     def advance_webhook_cursor(self, owner: str, cursor: int, counts: Mapping[str, int]) -> bool:
         """Move the cursor to `cursor` and add `counts` to the counters, in one step, only while
         `owner` holds the lease (False, and nothing written, when it does not)."""
+
+    # --- fleet: instances ---
+    # deployd.fleet: the instances that poll, written in batches by each worker's background
+    # refresher, read back by the workers' views (through the change feed) and the read APIs.
+
+    def record_checkins(self, checkins: Sequence[CheckIn], *, feed_cap: int) -> FlushOutcome:
+        """Record check-ins (records, last-seen indexes, live counts per channel and release,
+        the change feed capped near `feed_cap`); a new instance past its `max_instances` is
+        refused, not recorded."""
+
+    def record_reported(self, reports: Mapping[str, str], *, feed_cap: int) -> int:
+        """Record the release each instance reported running; return how many were known
+        (unknown instances are ignored)."""
+
+    def instance(self, instance_id: str) -> InstanceRecord | None:
+        """The instance's record, or None."""
+
+    def release_counts(self, channel: str) -> dict[str, int]:
+        """Release -> instances of `channel` running it (reported, else last served)."""
+
+    def fleet_page(self, query: FleetQuery) -> FleetPage:
+        """One page of instances matching `query`, newest seen first."""
+
+    def instance_changes(self, after: str, limit: int) -> FeedRead:
+        """Up to `limit` changes after feed position `after` ("" or the position a read or
+        snapshot returned)."""
+
+    def instance_snapshot(self, cursor: str, count: int) -> Snapshot:
+        """About `count` instances from `cursor` ("" to start); the first chunk also says the
+        feed position to replay from."""
+
+    def expire_instances(self, before: float, limit: int, *, feed_cap: int) -> int:
+        """Remove up to `limit` instances last seen before `before`, oldest first; how many."""
+
+    def snapshot_adoption(self, hour: int, *, keep_hours: int) -> bool:
+        """Write every channel's live counts as hour `hour`'s adoption point unless a worker
+        did already (False then); points older than `keep_hours` go."""
+
+    def adoption(self, channel: str, since_hour: int) -> list[tuple[int, dict[str, int]]]:
+        """The channel's hourly points from `since_hour` on, oldest first."""
 
 
 def open_store(settings: Settings, *, timeout: float | None = None) -> Store:

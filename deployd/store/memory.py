@@ -12,11 +12,14 @@ import hmac
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
 from deployd.errors import ConflictError, PreconditionFailedError
+from deployd.fleet.ledger import Ledger, page_of
+from deployd.fleet.model import CheckIn, FeedRead, FlushOutcome, InstanceRecord, Snapshot
+from deployd.fleet.paging import FleetPage, FleetQuery
 from deployd.protocol import utc_now
 from deployd.store import (
     ADMIN_ACTIONS,
@@ -361,6 +364,113 @@ class MemoryStore:
             for name, n in counts.items():
                 state.counts[name] = state.counts.get(name, 0) + n
             return True
+
+    # --- fleet: instances ---
+    # The same layout as RedisStore's fleet block, in dicts: instance records, live counts per
+    # (channel, release), a capped change feed and hourly adoption snapshots.
+
+    def _fleet(self) -> Ledger:
+        fleet: Ledger | None = getattr(self, "_fleet_ledger", None)
+        if fleet is None:
+            fleet = self._fleet_ledger = Ledger()
+        return fleet
+
+    def record_checkins(self, checkins: Sequence[CheckIn], *, feed_cap: int) -> FlushOutcome:
+        new: list[str] = []
+        refused: list[str] = []
+        with self._lock:
+            fleet = self._fleet()
+            for check_in in checkins:
+                old = fleet.records.get(check_in.key)
+                if old is None:
+                    cap = check_in.max_instances
+                    if cap is not None and fleet.subject_count(check_in.subject) >= cap:
+                        refused.append(check_in.key)
+                        continue
+                    new.append(check_in.key)
+                    fleet.put(InstanceRecord.first(check_in), feed_cap)
+                else:
+                    fleet.put(old.merged(check_in), feed_cap)
+        return FlushOutcome(new, refused)
+
+    def record_reported(self, reports: Mapping[str, str], *, feed_cap: int) -> int:
+        with self._lock:
+            fleet = self._fleet()
+            known = 0
+            for key, release in reports.items():
+                old = fleet.records.get(key)
+                if old is not None:
+                    known += 1
+                    fleet.put(replace(old, reported=release), feed_cap)
+            return known
+
+    def instance(self, instance_id: str) -> InstanceRecord | None:
+        with self._lock:
+            return self._fleet().records.get(instance_id)
+
+    def release_counts(self, channel: str) -> dict[str, int]:
+        with self._lock:
+            return dict(self._fleet().counts.get(channel, {}))
+
+    def fleet_page(self, query: FleetQuery) -> FleetPage:
+        with self._lock:
+            records = list(self._fleet().records.values())
+        since = query.seen_since if query.seen_since is not None else float("-inf")
+        ordered = sorted(
+            (r for r in records if since <= r.last_seen <= query.top),
+            key=lambda r: (-r.last_seen, r.key),
+        )
+        ordered = ordered[query.skip :] if query.cursor is not None else ordered
+        return page_of(ordered, query)
+
+    def instance_changes(self, after: str, limit: int) -> FeedRead:
+        with self._lock:
+            feed = self._fleet().feed
+            position = int(after or 0)
+            oldest = feed[0][0] if feed else None
+            gap = oldest is not None and oldest > position + 1
+            entries = [(n, change) for n, change in feed if n > position][:limit]
+            last = str(entries[-1][0]) if entries else str(max(position, self._fleet().last))
+            return FeedRead([c for _, c in entries], last, complete=not gap)
+
+    def instance_snapshot(self, cursor: str, count: int) -> Snapshot:
+        with self._lock:
+            fleet = self._fleet()
+            keys = sorted(fleet.records)
+            start = int(cursor or 0)
+            chunk = [fleet.records[k].change() for k in keys[start : start + count]]
+            done = start + count >= len(keys)
+            return Snapshot(chunk, None if done else str(start + count), str(fleet.last))
+
+    def expire_instances(self, before: float, limit: int, *, feed_cap: int) -> int:
+        with self._lock:
+            fleet = self._fleet()
+            gone = sorted(
+                (r for r in fleet.records.values() if r.last_seen < before),
+                key=lambda r: r.last_seen,
+            )[:limit]
+            for record in gone:
+                fleet.remove(record, feed_cap)
+            return len(gone)
+
+    def snapshot_adoption(self, hour: int, *, keep_hours: int) -> bool:
+        with self._lock:
+            fleet = self._fleet()
+            if hour in fleet.snapshot_hours:
+                return False
+            fleet.snapshot_hours.add(hour)
+            for channel, counts in fleet.counts.items():
+                points = fleet.adoption.setdefault(channel, {})
+                points[hour] = dict(counts)
+                for old in [h for h in points if h <= hour - keep_hours]:
+                    del points[old]
+            fleet.snapshot_hours = {h for h in fleet.snapshot_hours if h > hour - keep_hours}
+            return True
+
+    def adoption(self, channel: str, since_hour: int) -> list[tuple[int, dict[str, int]]]:
+        with self._lock:
+            points = self._fleet().adoption.get(channel, {})
+            return sorted((h, dict(c)) for h, c in points.items() if h >= since_hour)
 
 
 class _EventsState:

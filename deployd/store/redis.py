@@ -30,7 +30,9 @@ database), never the URL, which may carry a password.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable, Iterable, Mapping
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import fields as dataclass_fields
 from dataclasses import replace
 from typing import Any, TypeVar
 
@@ -46,6 +48,16 @@ from deployd.errors import (
     PreconditionFailedError,
     StoreUnavailableError,
 )
+from deployd.fleet import redis_scripts as fleet_scripts
+from deployd.fleet.model import (
+    CheckIn,
+    FeedRead,
+    FlushOutcome,
+    InstanceChange,
+    InstanceRecord,
+    Snapshot,
+)
+from deployd.fleet.paging import MAX_SCANNED, Cursor, FleetPage, FleetQuery
 from deployd.protocol import utc_now
 from deployd.store import (
     ADMIN_ACTIONS,
@@ -623,6 +635,173 @@ class RedisStore:
 
         return self._transaction("advance the webhook cursor", transaction, lease, cursor_key)
 
+    # --- fleet: instances ---
+    # Keys, all under one hash tag (deployd.fleet.redis_scripts), named by `_fleet_key`:
+    #   {fleet}:instances           hash  instance key -> JSON InstanceRecord
+    #   {fleet}:seen                zset  instance key -> last seen (every instance)
+    #   {fleet}:channel:<name>      zset  the same, per channel
+    #   {fleet}:customer:<sub>      zset  the same, per license subject
+    #   {fleet}:counts:<name>       hash  release -> instances running it (reported, else served)
+    #   {fleet}:release:<name>:<v>  zset  those instances -> last seen
+    #   {fleet}:channels            set   channels that ever had an instance
+    #   {fleet}:feed                stream the change feed workers keep their views current from
+    #   {fleet}:adoption:<name>     hash  hour number -> JSON {release: instances} at that hour
+    #   {fleet}:adoption-hour:<h>   string the once-per-hour lock of the adoption snapshot
+
+    def _fleet_key(self, *parts: str) -> str:
+        return self.prefix + "{fleet}:" + "".join(parts)
+
+    def _fleet_script(self, what: str, source: str, args: Sequence[Any]) -> Any:
+        script = self._fleet_scripts.get(source)
+        if script is None:
+            script = self._fleet_scripts[source] = self.client.register_script(source)
+        return self._call(what, lambda: script(keys=[self._fleet_key()], args=list(args)))
+
+    @property
+    def _fleet_scripts(self) -> dict[str, Any]:
+        scripts: dict[str, Any] | None = getattr(self, "_fleet_script_cache", None)
+        if scripts is None:
+            scripts = {}
+            self._fleet_script_cache: dict[str, Any] = scripts
+        return scripts
+
+    def record_checkins(self, checkins: Sequence[CheckIn], *, feed_cap: int) -> FlushOutcome:
+        args: list[Any] = [feed_cap]
+        for check_in in checkins:
+            fields_ = {f.name: getattr(check_in, f.name) for f in dataclass_fields(check_in)}
+            args.append(json.dumps(fields_))
+            args.append("" if check_in.max_instances is None else check_in.max_instances)
+        new, refused = self._fleet_script("record check-ins", fleet_scripts.CHECK_IN, args)
+        return FlushOutcome([_text(k) for k in new], [_text(k) for k in refused])
+
+    def record_reported(self, reports: Mapping[str, str], *, feed_cap: int) -> int:
+        args: list[Any] = [feed_cap]
+        for key, release in reports.items():
+            args += [key, release]
+        return int(self._fleet_script("record reported releases", fleet_scripts.REPORTED, args))
+
+    def instance(self, instance_id: str) -> InstanceRecord | None:
+        raw = self._call(
+            "read instance", lambda: self.client.hget(self._fleet_key("instances"), instance_id)
+        )
+        return InstanceRecord.from_json(raw) if raw else None
+
+    def release_counts(self, channel: str) -> dict[str, int]:
+        raw = self._call(
+            "read release counts",
+            lambda: self.client.hgetall(self._fleet_key("counts:", channel)),
+        )
+        return {_text(release): int(n) for release, n in raw.items()}
+
+    def fleet_page(self, query: FleetQuery) -> FleetPage:
+        if query.customer is not None:
+            index = self._fleet_key("customer:", query.customer)
+        elif query.channel is not None and query.release is not None:
+            index = self._fleet_key("release:", query.channel, ":", query.release)
+        elif query.channel is not None:
+            index = self._fleet_key("channel:", query.channel)
+        else:
+            index = self._fleet_key("seen")
+        low = "-inf" if query.seen_since is None else repr(query.seen_since)
+        top = query.top
+        high = "+inf" if top == float("inf") else repr(top)
+        cursor = query.cursor or Cursor(top, 0)
+        found: list[InstanceRecord] = []
+        # Filters the index does not apply itself make a page look at more entries.
+        filtered = (
+            query.keep is not None
+            or (query.release is not None and not (query.channel and query.customer is None))
+            or (query.customer is not None and query.channel is not None)
+        )
+        offset, scanned = query.skip, 0
+        chunk = max(query.limit, 500) if filtered else query.limit + 1
+        while scanned < MAX_SCANNED:
+            entries = self._fleet_index_chunk(index, high, low, offset, chunk)
+            if not entries:
+                return FleetPage(found, None)
+            for (_, score), record in entries:
+                if len(found) == query.limit:
+                    return FleetPage(found, cursor.encode())
+                scanned += 1
+                cursor = cursor.after([score])
+                if record is not None and query.matches(record):
+                    found.append(record)
+            offset += len(entries)
+        return FleetPage(found, cursor.encode())
+
+    def _fleet_index_chunk(
+        self, index: str, high: str, low: str, offset: int, count: int
+    ) -> list[tuple[tuple[str, float], InstanceRecord | None]]:
+        """Up to `count` entries of `index` from `offset` (newest first) with their records."""
+
+        def read() -> list[Any]:
+            entries: list[tuple[bytes, float]] = self.client.zrevrangebyscore(  # type: ignore[assignment]
+                index, high, low, start=offset, num=count, withscores=True
+            )
+            if not entries:
+                return []
+            keys = [_text(key) for key, _ in entries]
+            raws = self.client.hmget(self._fleet_key("instances"), keys)
+            return [
+                ((key, float(score)), InstanceRecord.from_json(raw) if raw else None)
+                for key, (_, score), raw in zip(keys, entries, raws, strict=True)
+            ]
+
+        return self._call("read fleet", read)
+
+    def instance_changes(self, after: str, limit: int) -> FeedRead:
+        feed = self._fleet_key("feed")
+
+        def read() -> list[Any]:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.xrange(feed, "-", "+", count=1)
+            pipe.xrange(feed, "(" + (after or "0-0"), "+", count=limit)
+            return pipe.execute()
+
+        oldest, entries = self._call("read instance changes", read)
+        # Entries after `after` were trimmed when the oldest left is newer. A reader at 0-0 (the
+        # feed was empty when it loaded) is the exception: it would miss entries only if more
+        # than the feed's cap were written between two of its reads.
+        after = after or "0-0"
+        complete = (
+            not oldest or after == "0-0" or _stream_id(_text(oldest[0][0])) <= _stream_id(after)
+        )
+        changes = [_change(fields_) for _, fields_ in entries]
+        position = _text(entries[-1][0]) if entries else after
+        return FeedRead(changes, position, complete=complete)
+
+    def instance_snapshot(self, cursor: str, count: int) -> Snapshot:
+        position = after = ""
+        if not cursor:
+            last = self._call(
+                "read instance changes",
+                lambda: self.client.xrevrange(self._fleet_key("feed"), "+", "-", count=1),
+            )
+            position = _text(last[0][0]) if last else "0-0"
+        after = cursor or "0"
+        next_cursor, raw = self._call(
+            "read instances",
+            lambda: self.client.hscan(self._fleet_key("instances"), int(after), count=count),
+        )
+        values = raw.values() if isinstance(raw, dict) else raw[1::2]
+        changes = [InstanceRecord.from_json(v).change() for v in values]
+        return Snapshot(changes, None if int(next_cursor) == 0 else str(next_cursor), position)
+
+    def expire_instances(self, before: float, limit: int, *, feed_cap: int) -> int:
+        args = [feed_cap, repr(before), limit]
+        return int(self._fleet_script("expire instances", fleet_scripts.EXPIRE, args))
+
+    def snapshot_adoption(self, hour: int, *, keep_hours: int) -> bool:
+        args = [hour, keep_hours]
+        return bool(self._fleet_script("snapshot adoption", fleet_scripts.SNAPSHOT, args))
+
+    def adoption(self, channel: str, since_hour: int) -> list[tuple[int, dict[str, int]]]:
+        raw = self._call(
+            "read adoption", lambda: self.client.hgetall(self._fleet_key("adoption:", channel))
+        )
+        points = ((int(hour), json.loads(counts)) for hour, counts in raw.items())
+        return sorted((h, c) for h, c in points if h >= since_hour)
+
 
 def _read_floors(client: redis.Redis | Pipeline, key: str) -> dict[str, int]:
     return {_text(name): int(mark) for name, mark in client.hgetall(key).items()}
@@ -648,6 +827,24 @@ def _records(raw: Iterable[str | bytes]) -> list[ChannelRecord]:
 def _fields(values: Mapping[str, int] | Mapping[str, str]) -> dict[FieldT, EncodableT]:
     """`values` as redis-py types `hset(mapping=...)` (a Mapping's key type admits no subtype)."""
     return dict(values.items())
+
+
+def _stream_id(text: str) -> tuple[int, int]:
+    milliseconds, _, sequence = text.partition("-")
+    return int(milliseconds), int(sequence or 0)
+
+
+def _change(fields_: Mapping[bytes | str, bytes | str]) -> InstanceChange:
+    """A change-feed entry, as the fleet scripts write it."""
+    get = {_text(k): _text(v) for k, v in fields_.items()}
+    return InstanceChange(
+        key=get["k"],
+        subject=get["s"],
+        served=get["v"] or None,
+        reported=get["r"] or None,
+        last_seen=float(get["t"]),
+        removed=get["x"] == "1",
+    )
 
 
 def _text(value: str | bytes | None) -> str:
