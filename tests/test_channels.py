@@ -774,7 +774,7 @@ def test_every_problem_in_a_file_is_reported_in_file_order() -> None:
         (13, "releases[2].rollout"),
     ]
     assert str(problems[0]) == "stable.yaml:2: extra: unknown key 'extra' (allowed: chart, " + (
-        "description, name, releases, values)"
+        "description, halt, name, releases, values)"
     )
 
 
@@ -808,7 +808,7 @@ def test_the_error_carries_every_problem_for_the_api() -> None:
             "file": "stable.yaml",
             "line": 3,
             "field": "extra",
-            "message": "unknown key 'extra' (allowed: chart, description, name, releases, values)",
+            "message": "unknown key 'extra' (allowed: chart, description, halt, name, releases, values)",
         },
     ]
 

@@ -32,16 +32,22 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
 from deployd.errors import StoreUninitializedError
 from deployd.protocol import utc_now
+from deployd.rollouts.records import OutcomeCounts, Report, RolloutEvent
 from deployd.server.settings import Settings
 
 # The floors key that applies to every channel (channel names cannot contain "*").
 ALL_CHANNELS = "*"
+
+# Rollouts: how long a release's reports are kept after the last one, and how many halts and
+# resumes each channel's log keeps.
+ROLLOUT_RETENTION_SECONDS = 30 * 24 * 3600
+ROLLOUT_LOG_LENGTH = 1000
 
 
 @dataclass(frozen=True)
@@ -259,6 +265,37 @@ class Store(Protocol):
 
     def publisher_for_hash(self, token_hash: str) -> PublisherRecord | None:
         """The record of the active publisher whose token has this SHA-256, or None."""
+
+    # --- rollouts: reports, health, halts ---
+
+    def record_outcomes(self, reports: Sequence[Report]) -> dict[tuple[str, str], OutcomeCounts]:
+        """Record each report as its instance's latest outcome for its (channel, release), in
+        order; return the new counts of every (channel, release) the reports touched.
+
+        Each instance counts once per release, by its latest outcome, so reading counts is O(1).
+        Kept for ROLLOUT_RETENTION_SECONDS after the last report on the release.
+        """
+
+    def outcome_counts(self, channel: str) -> dict[str, OutcomeCounts]:
+        """Release -> its outcome counts, for every release of `channel` with reports."""
+
+    def halt_release(self, event: RolloutEvent) -> bool:
+        """Halt `event.release` of `event.channel` and log `event`, in one step, once: False (and
+        nothing written) when it is halted already. Moves the generation."""
+
+    def resume_release(self, event: RolloutEvent) -> bool:
+        """Lift the halt of `event.release` and log `event`; False when it was not halted.
+        Moves the generation."""
+
+    def halts(self) -> dict[str, dict[str, RolloutEvent]]:
+        """Channel -> release -> the halt in force on it."""
+
+    def rollout_events(self, channel: str) -> list[RolloutEvent]:
+        """The channel's halts and resumes, oldest first (the newest ROLLOUT_LOG_LENGTH)."""
+
+    def release_counts(self, channel: str) -> dict[str, int]:
+        """Release -> instances currently on it. Minimal version until the fleet branch's:
+        instances by the release they last reported applied."""
 
 
 def open_store(settings: Settings, *, timeout: float | None = None) -> Store:

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import hmac
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
 from deployd.errors import ConflictError, PreconditionFailedError
 from deployd.protocol import utc_now
+from deployd.rollouts.records import APPLIED, OutcomeCounts, Report, RolloutEvent
 from deployd.store import (
     ADMIN_ACTIONS,
     EVERY_CHANNEL,
+    ROLLOUT_LOG_LENGTH,
     ChannelRecord,
     Persistence,
     PublisherRecord,
@@ -46,6 +48,7 @@ class MemoryStore:
         self._generation = 0
         self._counts: dict[tuple[int, str], int] = {}
         self._publishers: dict[str, PublisherRecord] = {}
+        self._rollouts = _Rollouts()
 
     def ping(self) -> None:
         return None
@@ -247,3 +250,82 @@ class MemoryStore:
                 if record.active and hmac.compare_digest(record.token_hash, token_hash):
                     return record
             return None
+
+    # --- rollouts: reports, health, halts ---
+
+    def record_outcomes(self, reports: Sequence[Report]) -> dict[tuple[str, str], OutcomeCounts]:
+        with self._lock:
+            touched: dict[tuple[str, str], OutcomeCounts] = {}
+            for report in reports:
+                key = (report.channel, report.release)
+                self._rollouts.outcomes.setdefault(key, {})[report.instance] = report.outcome
+                if report.outcome == APPLIED:
+                    running = self._rollouts.running.setdefault(report.channel, {})
+                    running[report.instance] = report.release
+                touched[key] = self._counts_of(key)
+            return touched
+
+    def _counts_of(self, key: tuple[str, str]) -> OutcomeCounts:
+        counts: dict[str, int] = {}
+        for outcome in self._rollouts.outcomes.get(key, {}).values():
+            counts[outcome] = counts.get(outcome, 0) + 1
+        return OutcomeCounts.of(counts)
+
+    def outcome_counts(self, channel: str) -> dict[str, OutcomeCounts]:
+        with self._lock:
+            keys = [k for k in self._rollouts.outcomes if k[0] == channel]
+            return {release: self._counts_of((name, release)) for name, release in keys}
+
+    def halt_release(self, event: RolloutEvent) -> bool:
+        with self._lock:
+            halted = self._rollouts.halts.setdefault(event.channel, {})
+            if event.release in halted:
+                return False
+            halted[event.release] = event.to_json()
+            self._log_rollout_event(event)
+            return True
+
+    def resume_release(self, event: RolloutEvent) -> bool:
+        with self._lock:
+            halted = self._rollouts.halts.get(event.channel, {})
+            if halted.pop(event.release, None) is None:
+                return False
+            self._log_rollout_event(event)
+            return True
+
+    def _log_rollout_event(self, event: RolloutEvent) -> None:
+        log = self._rollouts.log.setdefault(event.channel, [])
+        log.append(event.to_json())
+        del log[:-ROLLOUT_LOG_LENGTH]
+        self._generation += 1
+
+    def halts(self) -> dict[str, dict[str, RolloutEvent]]:
+        with self._lock:
+            return {
+                channel: {r: RolloutEvent.from_json(raw) for r, raw in halted.items()}
+                for channel, halted in self._rollouts.halts.items()
+                if halted
+            }
+
+    def rollout_events(self, channel: str) -> list[RolloutEvent]:
+        with self._lock:
+            return [RolloutEvent.from_json(raw) for raw in self._rollouts.log.get(channel, [])]
+
+    def release_counts(self, channel: str) -> dict[str, int]:
+        # Minimal version (rollouts branch) until the fleet branch's replaces it.
+        with self._lock:
+            counts: dict[str, int] = {}
+            for release in self._rollouts.running.get(channel, {}).values():
+                counts[release] = counts.get(release, 0) + 1
+            return counts
+
+
+class _Rollouts:
+    """The rollouts part of the memory store (reports, halts, their log)."""
+
+    def __init__(self) -> None:
+        # (channel, release) -> instance -> latest outcome
+        self.outcomes: dict[tuple[str, str], dict[str, str]] = {}
+        self.running: dict[str, dict[str, str]] = {}  # channel -> instance -> release applied
+        self.halts: dict[str, dict[str, str]] = {}  # channel -> release -> JSON RolloutEvent
+        self.log: dict[str, list[str]] = {}  # channel -> JSON RolloutEvents, oldest first

@@ -12,7 +12,8 @@ Keys (all under `prefix`, default ``deployd:``):
   publisher-tokens        hash  token SHA-256 -> name, active publishers only
   epoch                   string the store's identity, written by `initialize` or `restore`
   floors                  hash  channel (or "*" for all) -> sequence publishes stay above
-and the pub/sub channel `changes`, told of every publish and revocation.
+and the pub/sub channel `changes`, told of every publish and revocation. Rollouts keep their
+keys under the hash tag ``{rollouts}`` (see `RolloutKeys`).
 
 A publish is one MULTI/EXEC transaction guarded by WATCH on the channel's current record (and on
 the epoch and floors), so readers see a complete old or complete new record and concurrent
@@ -24,7 +25,7 @@ database), never the URL, which may carry a password.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
 
@@ -41,9 +42,12 @@ from deployd.errors import (
     StoreUnavailableError,
 )
 from deployd.protocol import utc_now
+from deployd.rollouts.records import APPLIED, OUTCOMES, OutcomeCounts, Report, RolloutEvent
 from deployd.store import (
     ADMIN_ACTIONS,
     EVERY_CHANNEL,
+    ROLLOUT_LOG_LENGTH,
+    ROLLOUT_RETENTION_SECONDS,
     ChannelRecord,
     Persistence,
     PublisherRecord,
@@ -460,6 +464,183 @@ class RedisStore:
         if record is None or not record.active:
             return None
         return record if hmac.compare_digest(record.token_hash, token_hash) else None
+
+    # --- rollouts: reports, health, halts ---
+
+    @property
+    def _rollout_keys(self) -> RolloutKeys:
+        return RolloutKeys(self.prefix)
+
+    def record_outcomes(self, reports: Sequence[Report]) -> dict[tuple[str, str], OutcomeCounts]:
+        by_release: dict[tuple[str, str], dict[str, str]] = {}
+        for report in reports:  # in order: an instance's latest report wins
+            by_release.setdefault((report.channel, report.release), {})[report.instance] = (
+                report.outcome
+            )
+        applied = [r for r in reports if r.outcome == APPLIED]
+        touched = {
+            key: self._record_release_outcomes(*key, latest) for key, latest in by_release.items()
+        }
+        if applied:
+            self._record_running(applied)
+        return touched
+
+    def _record_release_outcomes(
+        self, channel: str, release: str, latest: dict[str, str]
+    ) -> OutcomeCounts:
+        """One release's new latest outcomes, with its counters moved to match, atomically."""
+        keys = self._rollout_keys
+        outcomes_key, counts_key = keys.outcomes(channel, release), keys.counts(channel)
+        instances = list(latest)
+
+        def transaction(pipe: Pipeline) -> OutcomeCounts:
+            before = dict(zip(instances, pipe.hmget(outcomes_key, instances), strict=True))
+            fields = _count_fields(release)
+            counted = [_text(c) if c else "0" for c in pipe.hmget(counts_key, fields)]
+            counts = {o: int(n) for o, n in zip(OUTCOMES, counted, strict=True)}
+            moves: dict[str, int] = {}
+            for instance, outcome in latest.items():
+                old = _text(before[instance]) if before[instance] else None
+                if old == outcome:
+                    continue
+                if old is not None:
+                    moves[old] = moves.get(old, 0) - 1
+                moves[outcome] = moves.get(outcome, 0) + 1
+            pipe.multi()
+            pipe.hset(outcomes_key, mapping=_fields(latest))
+            for outcome, delta in moves.items():
+                pipe.hincrby(counts_key, f"{release} {outcome}", delta)
+                counts[outcome] = counts.get(outcome, 0) + delta
+            pipe.expire(outcomes_key, ROLLOUT_RETENTION_SECONDS)
+            pipe.expire(counts_key, ROLLOUT_RETENTION_SECONDS)
+            return OutcomeCounts.of(counts)
+
+        # Both keys watched: a concurrent flush makes this one read again, so the counts it
+        # returns are the ones it left (a threshold is seen crossing exactly once).
+        return self._transaction("record reports", transaction, outcomes_key, counts_key)
+
+    def _record_running(self, applied: Sequence[Report]) -> None:
+        keys = self._rollout_keys
+
+        def run() -> None:
+            pipe = self.client.pipeline(transaction=False)
+            for report in applied:
+                pipe.hset(keys.running(report.channel), report.instance, report.release)
+                pipe.expire(keys.running(report.channel), ROLLOUT_RETENTION_SECONDS)
+            pipe.execute()
+
+        self._call("record running releases", run)
+
+    def outcome_counts(self, channel: str) -> dict[str, OutcomeCounts]:
+        raw = self._call(
+            "read rollout health", lambda: self.client.hgetall(self._rollout_keys.counts(channel))
+        )
+        counts: dict[str, dict[str, int]] = {}
+        for name, value in raw.items():
+            release, _, outcome = _text(name).rpartition(" ")
+            counts.setdefault(release, {})[outcome] = int(value)
+        return {release: OutcomeCounts.of(c) for release, c in counts.items()}
+
+    def halt_release(self, event: RolloutEvent) -> bool:
+        keys = self._rollout_keys
+        field = _halt_field(event.channel, event.release)
+
+        def transaction(pipe: Pipeline) -> bool:
+            if pipe.hexists(keys.halts, field):
+                pipe.multi()
+                return False
+            pipe.multi()
+            pipe.hset(keys.halts, field, event.to_json())
+            self._log_rollout_event(pipe, event)
+            return True
+
+        return self._transaction("halt release", transaction, keys.halts)
+
+    def resume_release(self, event: RolloutEvent) -> bool:
+        keys = self._rollout_keys
+        field = _halt_field(event.channel, event.release)
+
+        def transaction(pipe: Pipeline) -> bool:
+            if not pipe.hexists(keys.halts, field):
+                pipe.multi()
+                return False
+            pipe.multi()
+            pipe.hdel(keys.halts, field)
+            self._log_rollout_event(pipe, event)
+            return True
+
+        return self._transaction("resume release", transaction, keys.halts)
+
+    def _log_rollout_event(self, pipe: Pipeline, event: RolloutEvent) -> None:
+        log = self._rollout_keys.log(event.channel)
+        pipe.rpush(log, event.to_json())
+        pipe.ltrim(log, -ROLLOUT_LOG_LENGTH, -1)
+        pipe.incr(self._key(GENERATION))
+        pipe.publish(self._key(CHANGES_TOPIC), f"{event.kind}:{event.channel}:{event.release}")
+
+    def halts(self) -> dict[str, dict[str, RolloutEvent]]:
+        raw = self._call("read halts", lambda: self.client.hvals(self._rollout_keys.halts))
+        found: dict[str, dict[str, RolloutEvent]] = {}
+        for value in raw:
+            event = RolloutEvent.from_json(value)
+            found.setdefault(event.channel, {})[event.release] = event
+        return found
+
+    def rollout_events(self, channel: str) -> list[RolloutEvent]:
+        raw = self._call(
+            "read rollout log",
+            lambda: self.client.lrange(self._rollout_keys.log(channel), 0, -1),
+        )
+        return [RolloutEvent.from_json(v) for v in raw]
+
+    def release_counts(self, channel: str) -> dict[str, int]:
+        # Minimal version (rollouts branch) until the fleet branch's replaces it.
+        raw = self._call(
+            "read running releases",
+            lambda: self.client.hvals(self._rollout_keys.running(channel)),
+        )
+        counts: dict[str, int] = {}
+        for value in raw:
+            counts[_text(value)] = counts.get(_text(value), 0) + 1
+        return counts
+
+
+class RolloutKeys:
+    """The names of the rollouts' keys, all under the hash tag ``{rollouts}``:
+
+    {rollouts}:outcomes:<channel>:<release>  hash instance -> latest outcome
+    {rollouts}:counts:<channel>              hash "<release> <outcome>" -> instances
+    {rollouts}:running:<channel>             hash instance -> release it last applied
+    {rollouts}:halts                         hash "<channel> <release>" -> JSON halt
+    {rollouts}:log:<channel>                 list JSON halts and resumes, oldest first
+    """
+
+    def __init__(self, prefix: str) -> None:
+        self._base = prefix + "{rollouts}:"
+
+    def outcomes(self, channel: str, release: str) -> str:
+        return f"{self._base}outcomes:{channel}:{release}"
+
+    def counts(self, channel: str) -> str:
+        return f"{self._base}counts:{channel}"
+
+    def running(self, channel: str) -> str:
+        return f"{self._base}running:{channel}"
+
+    @property
+    def halts(self) -> str:
+        return f"{self._base}halts"
+
+    def log(self, channel: str) -> str:
+        return f"{self._base}log:{channel}"
+
+
+def _halt_field(channel: str, release: str) -> str:
+    return f"{channel} {release}"
+
+
+def _count_fields(release: str) -> list[str]:
+    return [f"{release} {outcome}" for outcome in OUTCOMES]
 
 
 def _read_floors(client: redis.Redis | Pipeline, key: str) -> dict[str, int]:
