@@ -19,10 +19,14 @@ JWKS_PATH = "/.well-known/jwks.json"
 HEALTH_PATH = "/healthz"
 READY_PATH = "/readyz"
 CONTRACT_PATH = "/openapi.yaml"
+# What an instance reports after each reconcile (deployd.rollouts).
+REPORT_PATH = "/api/v1/operator/report"
 
 # Headers. The operator sends the release it runs; every spec carries its detached signature.
 CURRENT_VERSION_HEADER = "Deployd-Current-Version"
 SIGNATURE_HEADER = "Deployd-Signature"
+# The agent's stable id of the cluster it runs in (one instance per cluster and license).
+INSTANCE_ID_HEADER = "Deployd-Instance-Id"
 
 # Timestamps: RFC 3339 in UTC to the second, the one format deployd writes.
 _TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
@@ -36,6 +40,16 @@ def rfc3339(timestamp: float) -> str:
 def utc_now() -> str:
     """Now as ``YYYY-MM-DDTHH:MM:SSZ``."""
     return datetime.now(UTC).strftime(_TIMESTAMP_FORMAT)
+
+
+def rollout_path(channel: str) -> str:
+    """The path of a channel's rollout health (publishers)."""
+    return f"{CHANNELS_PATH}/{quote(channel, safe='')}/rollout"
+
+
+def release_action_path(channel: str, release: str, action: str) -> str:
+    """The path that halts or resumes (`action`) one release of a channel (publishers)."""
+    return f"{rollout_path(channel)}/releases/{quote(release, safe='')}/{action}"
 
 
 def pinned_spec_path(release: str) -> str:

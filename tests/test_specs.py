@@ -51,9 +51,7 @@ def selections(monkeypatch) -> list[tuple]:
 
     def counting(ch, *, customer, current_version, halted=frozenset()):
         calls.append((customer, current_version))
-        return select_release(
-            ch, customer=customer, current_version=current_version, halted=halted
-        )
+        return select_release(ch, customer=customer, current_version=current_version, halted=halted)
 
     monkeypatch.setattr(deployd.specs.rendering, "select_release", counting)
     return calls

@@ -359,7 +359,7 @@ def _check_halt(check: _Checker, mapping: dict[str, Any], path: _Path) -> HaltPo
         check.problem(
             where, f"give either failures or failureRate (with minReports): {_HALT_SHAPES}"
         )
-    elif "failures" not in halt and "failureRate" not in halt:
+    elif "failures" not in halt and "failureRate" not in halt and not set(halt) - HALT_KEYS:
         check.problem(where, f"needs failures or failureRate: {_HALT_SHAPES}")
     elif "failureRate" in halt and "minReports" not in halt:
         check.problem(where, "failureRate needs minReports (how many reports before it counts)")

@@ -95,7 +95,10 @@ class Rollouts:
             f"{counts.failures} of {counts.reports} reporting instances failed or rolled back,"
             f" crossing the policy {health.release.halt.to_dict() if health.release.halt else {}}"
         )
-        if self._record(RolloutEvent(HALT, name, version, utc_now(), BY_POLICY, reason, numbers)):
+        event = RolloutEvent(
+            HALT, name, version, utc_now(), BY_POLICY, reason, numbers, self._sequence(name)
+        )
+        if self._record(event):
             self.automatic_halts += 1
 
     def halt(self, name: str, version: str, *, by: str, reason: str = "") -> bool:
@@ -109,6 +112,7 @@ class Rollouts:
             by,
             reason or "halted by hand",
             health.numbers(),
+            self._sequence(name),
         )
         return self._record(event)
 
@@ -123,8 +127,12 @@ class Rollouts:
             by,
             reason or "resumed by hand",
             health.numbers(),
+            self._sequence(name),
         )
         return self._record(event)
+
+    def _sequence(self, name: str) -> int:
+        return self.store.sequences().get(name, 0)
 
     def _record(self, event: RolloutEvent) -> bool:
         store_call = self.store.halt_release if event.kind == HALT else self.store.resume_release

@@ -43,6 +43,7 @@ class ReportQueue:
         self.refused = 0  # the queue was full
         self.dropped = 0  # lost after the store refused them
         self.flushed = 0
+        self.out_of_window = 0  # well-formed but dated too far from now: dropped
 
     def __len__(self) -> int:
         return len(self._queue)

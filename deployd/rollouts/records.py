@@ -58,6 +58,7 @@ class RolloutEvent:
     by: str  # "policy" for an automatic halt, else the publisher's name
     reason: str
     numbers: dict[str, Any] = field(default_factory=dict)
+    sequence: int = 0  # the channel's sequence when it happened: it follows that publish
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"), sort_keys=True)
@@ -73,6 +74,7 @@ class RolloutEvent:
             by=data["by"],
             reason=data["reason"],
             numbers=dict(data.get("numbers") or {}),
+            sequence=int(data.get("sequence", 0)),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -84,4 +86,5 @@ class RolloutEvent:
             "by": self.by,
             "reason": self.reason,
             "numbers": self.numbers,
+            "afterSequence": self.sequence,
         }

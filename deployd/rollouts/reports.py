@@ -13,11 +13,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from deployd.channels import Channel
-from deployd.errors import BadRequestError
+from deployd.errors import BadRequestError, NotFoundError
 from deployd.protocol import parse_rfc3339
 from deployd.rollouts.records import OUTCOMES, Report
 
-MAX_REPORT_BYTES = 4096
+MAX_REPORT_BYTES = 16_384  # a 500-character message of escaped astral characters fits
 MAX_MESSAGE_CHARS = 500
 # How far a report's `at` may be from the server's clock.
 MAX_REPORT_AGE = timedelta(days=7)
@@ -47,7 +47,7 @@ def check_report(
         raise BadRequestError(f"'outcome' must be one of {', '.join(OUTCOMES)}")
     release = channel.release(_string(payload, "release"))
     if release is None:
-        raise BadRequestError(
+        raise NotFoundError(
             f"channel {channel.name!r} has no release {str(payload['release'])[:64]!r}",
             code="unknown_release",
         )
@@ -90,9 +90,15 @@ def _moment(payload: dict[str, Any], now: datetime) -> datetime:
             "'at' must be an RFC 3339 timestamp with an offset, like 2026-11-29T14:00:00Z"
         ) from e
     if at < now - MAX_REPORT_AGE or at > now + MAX_REPORT_AHEAD:
-        raise BadRequestError(
+        raise OutOfWindowError(
             f"'at' is too far from the server's clock ({now:%Y-%m-%dT%H:%M:%SZ}): a report"
-            " must be at most 7 days old and at most 10 minutes ahead",
-            code="bad_timestamp",
+            " must be at most 7 days old and at most 10 minutes ahead; this one was dropped"
         )
     return at
+
+
+class OutOfWindowError(BadRequestError):
+    """A well-formed report dated too far from now: dropped and counted, not an error answer
+    (the sender's clock or queue is off; sending it again would not help)."""
+
+    code = "bad_timestamp"

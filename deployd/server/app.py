@@ -10,7 +10,7 @@ from flask import Flask, Response, g, request
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from deployd.api import catalog, error_handlers, licenses, meta, operator, publishing
+from deployd.api import catalog, error_handlers, licenses, meta, operator, publishing, rollouts
 from deployd.api.fastpath import FastPath, StartResponse
 from deployd.api.licenses import fast_validate
 from deployd.api.operator import fast_spec
@@ -51,7 +51,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     json_provider.sort_keys = False
     app.json = json_provider
     deployd = app.extensions["deployd"] = build_services(settings, store, worker_store=worker_store)
-    for module in (error_handlers, meta, operator, licenses, catalog, publishing):
+    for module in (error_handlers, meta, operator, licenses, catalog, publishing, rollouts):
         module.init_app(app)
     # Repeat polls are answered from memory before Flask (deployd/api/fastpath.py).
     fast_handlers = {SPEC_PATH: fast_spec, VALIDATE_PATH: fast_validate}

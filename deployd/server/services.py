@@ -10,12 +10,15 @@ from typing import Any
 
 from flask import current_app
 
+from deployd.channels import Channel
 from deployd.errors import ConfigError, StoreUnavailableError
 from deployd.keyfiles import key_id_for, load_public_key_file
 from deployd.licensing.cache import CachedLicenseVerifier
 from deployd.licensing.keyring import KeyRing, is_dev_key
 from deployd.licensing.tokens import LicenseVerifier, VerifiedLicense
 from deployd.publishers import load_tokens_file
+from deployd.rollouts.halts import Rollouts
+from deployd.rollouts.queue import ReportQueue
 from deployd.server.ratelimit import RateLimiter
 from deployd.server.refresher import Refresher
 from deployd.server.settings import DEV_KEYS_DIR, Settings, exit_on_config_error, settings_from_env
@@ -40,6 +43,8 @@ class Services:
     license_limiter: RateLimiter | None = None
     address_limiter: RateLimiter | None = None
     refresher: Refresher | None = None
+    reports: ReportQueue | None = None
+    rollouts: Rollouts | None = None
 
     def limit_address(self, address: str | None) -> None:
         """Count a request from `address`; raise RateLimitedError past the per-address limit."""
@@ -241,7 +246,13 @@ def build_services(
     if not settings.embedded:
         warn_unless_persisted(store)
     services = Services(settings, store, state, keyring, verifier, signer, specs, extra)
-    tasks = [state.background_round]
+    services.rollouts = Rollouts(store, find_channel=lambda name: _compiled(state, name))
+    services.reports = ReportQueue(
+        worker_store,
+        on_flushed=services.rollouts.check_policies,
+        max_queued=settings.report_queue_size,
+    )
+    tasks = [state.background_round, services.reports.flush]
     if settings.rate_limit_enabled:
         processes = settings.rate_limit_processes
         services.license_limiter = RateLimiter(
@@ -258,6 +269,12 @@ def build_services(
         if limiter is not None:
             limiter.wake = services.refresher.wake
     return services
+
+
+def _compiled(state: ServerState, name: str) -> Channel | None:
+    """The channel `name` as this worker holds it (None when there is none)."""
+    found = state.channel(name)
+    return None if found is None else found[1]
 
 
 _persistence_checked = False
