@@ -30,6 +30,9 @@ from deployd.client import (
     load_trusted_keys,
     load_values_file,
 )
+from deployd.client.instance import instance_id
+from deployd.client.poller import USER_AGENT
+from deployd.client.reporting import ReportSender
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +126,12 @@ def register(subparsers: Subparsers) -> None:
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         help="what the agent logs (default INFO: every poll's outcome and every reconcile)",
     )
+    parser.add_argument(
+        "--no-report",
+        action="store_true",
+        help="do not report the outcome of each reconcile to the server (by default it is sent,"
+        " in the background, with the instance id kept in the cache directory)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -161,7 +170,18 @@ def run(args: argparse.Namespace) -> int:
         if args.command
         else FileReconciler(args.write)
     )
-    with Poller(config, user_values=user_values, custom_resource=custom_resource) as poller:
+    reporter = None
+    if args.server and license is not None and not args.no_report:
+        reporter = ReportSender(
+            server=args.server,
+            license=license.value,
+            instance_id=instance_id(config.cache_dir),
+            user_agent=USER_AGENT,
+            ca_bundle=config.ca_bundle,
+        )
+    with Poller(
+        config, user_values=user_values, custom_resource=custom_resource, reporter=reporter
+    ) as poller:
         if args.once:
             return report(poller.sync_once(reconciler))
         stop = threading.Event()

@@ -39,6 +39,7 @@ from deployd.client.fetch import Fetcher, HttpFetcher, HttpResponse
 from deployd.client.hierarchy import RELEASE_PIN_KEY, DesiredState, desired_state
 from deployd.client.inputs import CustomResource
 from deployd.client.reconcilers import Reconciler
+from deployd.client.reporting import ReportSender
 from deployd.client.verify import Floor, VerifiedSpec, raise_floor, verify_spec
 from deployd.protocol import (
     CURRENT_VERSION_HEADER,
@@ -52,6 +53,8 @@ from deployd.values import deep_merge
 logger = logging.getLogger(__name__)
 
 USER_AGENT = f"deployd-client/{__version__}"
+# The outcomes reported after a reconcile (deployd.rollouts.records names them on the server).
+APPLIED_OUTCOME, FAILED_OUTCOME = "applied", "failed"
 MAX_ERROR_MESSAGE_CHARS = 300
 _ERROR_CODE = re.compile(r"^[a-z0-9_]{1,64}$")
 
@@ -115,8 +118,10 @@ class Poller:
         fetcher: Fetcher | None = None,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        reporter: ReportSender | None = None,
     ) -> None:
         self.config = config
+        self.reporter = reporter
         self.user_values = dict(user_values or {})
         self.custom_resource = custom_resource
         self.clock = clock
@@ -404,6 +409,7 @@ class Poller:
             self._last_call_failed = True
             message = e.message if isinstance(e, ReconcileError) else f"{type(e).__name__}: {e}"
             logger.error("reconciling release %s failed: %s", desired.release, message)
+            self._report(desired.release, FAILED_OUTCOME, message)
             return SyncResult(poll, SyncAction.FAILED, desired, message)
         self._last_call_failed = False
         self._applied = AppliedState(desired, rfc3339(self.clock()))
@@ -412,7 +418,13 @@ class Poller:
         except OSError as e:
             logger.error("cannot record the applied state in %s: %s", self.cache.path, e.strerror)
         logger.info("applied release %s", desired.release)
+        self._report(desired.release, APPLIED_OUTCOME, "")
         return SyncResult(poll, SyncAction.APPLIED, desired)
+
+    def _report(self, release: str, outcome: str, message: str) -> None:
+        """Tell the server how a reconcile went (queued; sent in the background)."""
+        if self.reporter is not None:
+            self.reporter.submit(release, outcome, message)
 
     def run(self, reconciler: Reconciler, stop_event: threading.Event) -> None:
         """Poll and reconcile until `stop_event` is set.
@@ -448,9 +460,11 @@ class Poller:
         return jittered(self.config.poll_interval, self.config.interval_jitter, self.rng)
 
     def close(self) -> None:
-        """Release the network session."""
+        """Release the network session (and stop reporting)."""
         if self._fetcher is not None:
             self._fetcher.close()
+        if self.reporter is not None:
+            self.reporter.close()
 
     def __enter__(self) -> Poller:
         return self
