@@ -48,6 +48,11 @@ class HaltPolicy:
             return False
         return failures / reports >= self.failure_rate
 
+    def describe(self) -> str:
+        """Like ``halt: {failures: 3}``, as written in YAML."""
+        inner = ", ".join(f"{k}: {v}" for k, v in self.to_dict().items())
+        return f"halt: {{{inner}}}"
+
     def to_dict(self) -> dict[str, int | float]:
         """The policy as written in YAML."""
         if self.failures is not None:

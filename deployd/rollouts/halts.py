@@ -91,9 +91,10 @@ class Rollouts:
             rolledBack=counts.rolled_back,
             failureRate=round(counts.failures / counts.reports, 4) if counts.reports else 0.0,
         )
+        policy = health.release.halt
         reason = (
-            f"{counts.failures} of {counts.reports} reporting instances failed or rolled back,"
-            f" crossing the policy {health.release.halt.to_dict() if health.release.halt else {}}"
+            f"{counts.failures} of {counts.reports} reporting instances failed or rolled back"
+            f" ({policy.describe() if policy else 'no policy'})"
         )
         event = RolloutEvent(
             HALT, name, version, utc_now(), BY_POLICY, reason, numbers, self._sequence(name)
@@ -117,7 +118,9 @@ class Rollouts:
         return self._record(event)
 
     def resume(self, name: str, version: str, *, by: str, reason: str = "") -> bool:
-        """Let a halted release admit instances again; False when it was not halted."""
+        """Let a halted release admit instances again; False when it was not halted. Its
+        reports start over (the numbers at the resume stay in the history), so its policy
+        judges what happens after the resume."""
         health = self.release_health(name, version)
         event = RolloutEvent(
             RESUME,

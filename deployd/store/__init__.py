@@ -284,8 +284,9 @@ class Store(Protocol):
         nothing written) when it is halted already. Moves the generation."""
 
     def resume_release(self, event: RolloutEvent) -> bool:
-        """Lift the halt of `event.release` and log `event`; False when it was not halted.
-        Moves the generation."""
+        """Lift the halt of `event.release`, forget its reported outcomes (its policy starts
+        over) and log `event`; False (nothing changed) when it was not halted. Moves the
+        generation."""
 
     def halts(self) -> dict[str, dict[str, RolloutEvent]]:
         """Channel -> release -> the halt in force on it."""

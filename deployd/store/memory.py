@@ -290,6 +290,7 @@ class MemoryStore:
             halted = self._rollouts.halts.get(event.channel, {})
             if halted.pop(event.release, None) is None:
                 return False
+            self._rollouts.outcomes.pop((event.channel, event.release), None)
             self._log_rollout_event(event)
             return True
 

@@ -566,10 +566,14 @@ class RedisStore:
                 return False
             pipe.multi()
             pipe.hdel(keys.halts, field)
+            pipe.delete(keys.outcomes(event.channel, event.release))
+            pipe.hdel(keys.counts(event.channel), *_count_fields(event.release))
             self._log_rollout_event(pipe, event)
             return True
 
-        return self._transaction("resume release", transaction, keys.halts)
+        outcomes = keys.outcomes(event.channel, event.release)
+        counts = keys.counts(event.channel)
+        return self._transaction("resume release", transaction, keys.halts, outcomes, counts)
 
     def _log_rollout_event(self, pipe: Pipeline, event: RolloutEvent) -> None:
         log = self._rollout_keys.log(event.channel)

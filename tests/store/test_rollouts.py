@@ -33,13 +33,20 @@ def test_each_instance_counts_once_by_its_latest_outcome(store) -> None:
 
 
 def test_a_release_halts_once_and_resumes_once_moving_the_generation(store) -> None:
+    store.record_outcomes([report("a", "failed"), report("b", "failed", "1.2.0")])
     before = store.marker().generation
     assert store.halt_release(event(HALT)) is True
     assert store.halt_release(event(HALT, by="policy")) is False
     assert store.marker().generation == before + 1
     assert store.halts() == {"stable": {"1.3.0": event(HALT)}}
+    assert store.outcome_counts("stable")["1.3.0"] == OutcomeCounts(failed=1)
     assert store.resume_release(event(RESUME)) is True
     assert store.resume_release(event(RESUME)) is False
+    # The resumed release's reports start over; other releases keep theirs.
+    assert store.outcome_counts("stable") == {"1.2.0": OutcomeCounts(failed=1)}
+    assert store.record_outcomes([report("a", "failed")]) == {
+        ("stable", "1.3.0"): OutcomeCounts(failed=1)
+    }
     assert store.marker().generation == before + 2
     assert store.halts() == {}
     assert [e.kind for e in store.rollout_events("stable")] == [HALT, RESUME]
