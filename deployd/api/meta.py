@@ -32,12 +32,14 @@ def readyz() -> Response:
     state = deployd.state
     state.first_view()  # only a worker's very first request waits for its first view
     age = state.view_age()
-    report = {
+    report: dict[str, Any] = {
         "store": "reachable" if state.store_reachable else "unreachable",
         "viewAgeSeconds": _seconds(age),
         "revocationsAgeSeconds": _seconds(age),
         "channels": len(state.channel_names()),
     }
+    if deployd.reports is not None:
+        report["reports"] = deployd.reports.counts()
     if draining.draining():
         return _not_ready("shutting_down", "the server is shutting down", report)
     if not state.store_reachable:

@@ -40,10 +40,13 @@ class Rollouts:
         store: Store,
         *,
         find_channel: Callable[[str], Channel | None] | None = None,
+        known_halts: Callable[[str], frozenset[str]] | None = None,
         on_event: EventListener = ignore_event,
     ) -> None:
         self.store = store
         self.find_channel = find_channel or self._stored_channel
+        # The halted versions of a channel as the worker last read them (none: ask the store).
+        self.known_halts = known_halts or (lambda name: frozenset())
         self.on_event = on_event
         self.automatic_halts = 0
 
@@ -76,7 +79,7 @@ class Rollouts:
         for (name, version), counts in flushed.items():
             channel = self.find_channel(name)
             release = channel.release(version) if channel is not None else None
-            if release is None or release.halt is None:
+            if release is None or release.halt is None or version in self.known_halts(name):
                 continue
             if release.halt.crossed(reports=counts.reports, failures=counts.failures):
                 self._halt_by_policy(name, version, counts)

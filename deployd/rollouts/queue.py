@@ -48,6 +48,19 @@ class ReportQueue:
     def __len__(self) -> int:
         return len(self._queue)
 
+    def counts(self) -> dict[str, int]:
+        """What this worker did with reports, for /readyz: queued now, and since it started
+        accepted, written, refused (queue full), dropped (lost to a store outage) and dropped
+        for a timestamp far from now."""
+        return {
+            "queued": len(self._queue),
+            "accepted": self.accepted,
+            "flushed": self.flushed,
+            "refused": self.refused,
+            "dropped": self.dropped,
+            "outOfWindow": self.out_of_window,
+        }
+
     def offer(self, report: Report) -> bool:
         """Queue `report`; False (counted) when the queue is full."""
         with self._lock:

@@ -246,7 +246,9 @@ def build_services(
     if not settings.embedded:
         warn_unless_persisted(store)
     services = Services(settings, store, state, keyring, verifier, signer, specs, extra)
-    services.rollouts = Rollouts(store, find_channel=lambda name: _compiled(state, name))
+    services.rollouts = Rollouts(
+        store, find_channel=lambda name: _compiled(state, name), known_halts=state.halted
+    )
     services.reports = ReportQueue(
         worker_store,
         on_flushed=services.rollouts.check_policies,

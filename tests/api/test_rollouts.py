@@ -136,6 +136,8 @@ def test_a_full_report_queue_refuses_with_a_retry_after(tmp_path) -> None:
     assert first.status_code == 202
     assert error_of(second) == (429, "reports_queue_full")
     assert second.headers["Retry-After"] == "5"
+    counted = world.client.get("/readyz").get_json()["reports"]
+    assert (counted["queued"], counted["accepted"], counted["refused"]) == (1, 1, 1)
 
 
 def report_on(world: World, instance: str):
