@@ -496,8 +496,11 @@ class RedisStore:
         def transaction(pipe: Pipeline) -> OutcomeCounts:
             before = dict(zip(instances, pipe.hmget(outcomes_key, instances), strict=True))
             fields = _count_fields(release)
+            # Counters of a release whose outcomes expired (no report for the retention time)
+            # start again from zero, as its outcomes do.
+            fresh = not pipe.exists(outcomes_key)
             counted = [_text(c) if c else "0" for c in pipe.hmget(counts_key, fields)]
-            counts = {o: int(n) for o, n in zip(OUTCOMES, counted, strict=True)}
+            counts = {o: 0 if fresh else int(n) for o, n in zip(OUTCOMES, counted, strict=True)}
             moves: dict[str, int] = {}
             for instance, outcome in latest.items():
                 old = _text(before[instance]) if before[instance] else None
@@ -507,6 +510,8 @@ class RedisStore:
                     moves[old] = moves.get(old, 0) - 1
                 moves[outcome] = moves.get(outcome, 0) + 1
             pipe.multi()
+            if fresh:
+                pipe.hdel(counts_key, *fields)
             pipe.hset(outcomes_key, mapping=_fields(latest))
             for outcome, delta in moves.items():
                 pipe.hincrby(counts_key, f"{release} {outcome}", delta)

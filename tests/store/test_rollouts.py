@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from deployd.rollouts.records import HALT, RESUME, OutcomeCounts, Report, RolloutEvent
 from deployd.store import ROLLOUT_LOG_LENGTH
+from deployd.store.redis import RolloutKeys
 
 
 def report(instance: str, outcome: str, release: str = "1.3.0") -> Report:
@@ -60,3 +63,15 @@ def test_the_rollout_log_is_bounded(store) -> None:
     events = store.rollout_events("stable")
     assert len(events) == ROLLOUT_LOG_LENGTH
     assert events[-1].by == f"p{ROLLOUT_LOG_LENGTH // 2}"
+
+
+def test_counts_start_over_with_outcomes_that_expired(store) -> None:
+    if not hasattr(store, "client"):
+        pytest.skip("only Redis expires keys")
+    store.record_outcomes([report("a", "failed"), report("b", "failed", "1.2.0")])
+    # As the outcomes' expiry would, after the retention time without a report on 1.3.0:
+    store.client.delete(RolloutKeys(store.prefix).outcomes("stable", "1.3.0"))
+    assert store.record_outcomes([report("a", "failed")]) == {
+        ("stable", "1.3.0"): OutcomeCounts(failed=1)
+    }
+    assert store.outcome_counts("stable")["1.2.0"] == OutcomeCounts(failed=1)
