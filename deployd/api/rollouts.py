@@ -55,7 +55,9 @@ def report() -> Response:
     deployd.limit_license(license)
     payload = _small_json_body()
     name = payload.get("channel") or license.channel
-    if not isinstance(name, str) or not license.may_read(name):
+    if not isinstance(name, str):
+        raise BadRequestError("'channel' must be a channel name")
+    if not license.may_read(name):
         raise LicenseError("channel_not_allowed", f"this license may not report on {name!r}")
     found = deployd.state.channel(name)
     if found is None:

@@ -100,6 +100,7 @@ NOW = datetime.now(UTC)
         ({"at": "yesterday"}, 400, "bad_request"),
         ({"surprise": 1}, 400, "bad_request"),
         ({"channel": "other"}, 403, "channel_not_allowed"),
+        ({"channel": 5}, 400, "bad_request"),
     ],
 )
 def test_bad_reports_get_a_clear_json_error(world, fields, status_code, code) -> None:
