@@ -23,6 +23,8 @@ CONTRACT_PATH = "/openapi.yaml"
 EVENTS_PATH = "/api/v1/events"
 FLEET_PATH = "/api/v1/fleet"
 ADOPTION_PATH = CHANNELS_PATH + "/<name>/adoption"  # as a Flask route
+# What an instance reports after each reconcile (deployd.rollouts).
+REPORT_PATH = "/api/v1/operator/report"
 
 # Headers. The operator sends the release it runs; every spec carries its detached signature.
 CURRENT_VERSION_HEADER = "Deployd-Current-Version"
@@ -51,6 +53,16 @@ def rfc3339(timestamp: float) -> str:
 def utc_now() -> str:
     """Now as ``YYYY-MM-DDTHH:MM:SSZ``."""
     return datetime.now(UTC).strftime(_TIMESTAMP_FORMAT)
+
+
+def rollout_path(channel: str) -> str:
+    """The path of a channel's rollout health (publishers)."""
+    return f"{CHANNELS_PATH}/{quote(channel, safe='')}/rollout"
+
+
+def release_action_path(channel: str, release: str, action: str) -> str:
+    """The path that halts or resumes (`action`) one release of a channel (publishers)."""
+    return f"{rollout_path(channel)}/releases/{quote(release, safe='')}/{action}"
 
 
 def pinned_spec_path(release: str) -> str:

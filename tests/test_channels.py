@@ -774,7 +774,7 @@ def test_every_problem_in_a_file_is_reported_in_file_order() -> None:
         (13, "releases[2].rollout"),
     ]
     assert str(problems[0]) == "stable.yaml:2: extra: unknown key 'extra' (allowed: chart, " + (
-        "description, name, releases, values)"
+        "description, halt, name, releases, values)"
     )
 
 
@@ -808,7 +808,8 @@ def test_the_error_carries_every_problem_for_the_api() -> None:
             "file": "stable.yaml",
             "line": 3,
             "field": "extra",
-            "message": "unknown key 'extra' (allowed: chart, description, name, releases, values)",
+            "message": "unknown key 'extra'"
+            " (allowed: chart, description, halt, name, releases, values)",
         },
     ]
 
@@ -968,8 +969,8 @@ def test_a_json_document_goes_through_the_same_rules_without_lines() -> None:
     with pytest.raises(ChannelValidationError) as caught:
         channel_from_document(document, filename="PUT stable", expected_name="stable")
     assert [str(p) for p in caught.value.problems] == [
-        "PUT stable:?: extra: unknown key 'extra' (allowed: chart, description, name, releases, "
-        "values)",
+        "PUT stable:?: extra: unknown key 'extra' (allowed: chart, description, halt, name,"
+        " releases, values)",
         "PUT stable:?: releases[0].rollout: must be from 0 to 100 (a percentage), not 101",
     ]
 
@@ -1251,3 +1252,42 @@ def test_valid_channels_round_trip_through_their_document_and_yaml(
     assert [r.semver for r in channel.releases] == sorted(
         Version.parse(r["version"]) for r in releases
     )
+
+
+@pytest.mark.parametrize(
+    ("halt", "message"),
+    [
+        ("{failures: 0}", "halt.failures: must be 1 or more, not 0"),
+        ("{failureRate: 1.5, minReports: 10}", "halt.failureRate: must be above 0 and at most 1"),
+        ("{failureRate: 0.2}", "halt: failureRate needs minReports"),
+        ("{failures: 3, failureRate: 0.2, minReports: 5}", "halt: give either failures"),
+        ("{}", "halt: needs failures or failureRate"),
+        ("{failurs: 3}", "halt.failurs: unknown key 'failurs' (did you mean 'failures'?)"),
+        ("3", "halt: must be a mapping like"),
+    ],
+)
+def test_halt_policies_are_checked_with_their_line(halt: str, message: str) -> None:
+    problems = problems_of(
+        "name: stable\nchart: {url: https://charts.example.com, name: server}\n"
+        f"releases:\n  - version: 1.0.0\n    chart: {{version: 0.1.0}}\n    halt: {halt}\n"
+    )
+    assert len(problems) == 1
+    assert problems[0].line == 6
+    assert f"{problems[0].field}: {problems[0].message}".startswith(
+        message.replace("halt", "releases[0].halt", 1)
+    )
+
+
+def test_a_release_halt_policy_replaces_the_channels() -> None:
+    channel = parse(
+        "name: stable\nchart: {url: https://charts.example.com, name: server}\n"
+        "halt: {failureRate: 0.2, minReports: 10}\n"
+        "releases:\n  - version: 1.0.0\n    chart: {version: 0.1.0}\n"
+        "  - version: 1.1.0\n    chart: {version: 0.1.1}\n    halt: {failures: 3}\n"
+    )
+    first, second = channel.releases
+    assert first.halt is not None and first.halt.to_dict() == {"failureRate": 0.2, "minReports": 10}
+    assert second.halt is not None and second.halt.to_dict() == {"failures": 3}
+    assert not first.halt.crossed(reports=9, failures=9)
+    assert first.halt.crossed(reports=10, failures=2)
+    assert not first.halt.crossed(reports=10, failures=1)

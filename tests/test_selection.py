@@ -228,3 +228,25 @@ def test_the_stable_sample_serves_the_demo_it_describes() -> None:
     assert pick(stable, "1.2.0", customer=None) == "1.3.0"
     served = {pick(stable, customer=lic) for lic in LICENSES[:200]}
     assert served == {"1.4.1", "1.5.0"}
+
+
+def test_a_halted_release_is_served_only_to_instances_already_on_it() -> None:
+    from deployd.channels import parse_channel_text
+    from tests.support.factories import CHANNEL_YAML
+
+    channel = parse_channel_text(
+        CHANNEL_YAML.format(name="stable") + "  - version: 1.3.0\n    chart: {version: 0.13.0}\n",
+        filename="stable.yaml",
+    )
+    halted = frozenset({"1.3.0"})
+
+    def pick(current: str | None) -> str:
+        return select_release(
+            channel, customer="acme", current_version=current, halted=halted
+        ).version
+
+    assert pick(None) == "1.2.0"
+    assert pick("1.2.0") == "1.2.0"
+    assert pick("1.3.0") == "1.3.0"
+    assert pick("1.0.0") == "1.1.0"  # required stepping still applies
+    assert select_release(channel, customer="acme", current_version=None).version == "1.3.0"

@@ -49,9 +49,9 @@ def selections(monkeypatch) -> list[tuple]:
     """Every call SpecCache makes to select_release, as (license id, current version)."""
     calls: list[tuple] = []
 
-    def counting(ch, *, customer, current_version):
+    def counting(ch, *, customer, current_version, halted=frozenset()):
         calls.append((customer, current_version))
-        return select_release(ch, customer=customer, current_version=current_version)
+        return select_release(ch, customer=customer, current_version=current_version, halted=halted)
 
     monkeypatch.setattr(deployd.specs.rendering, "select_release", counting)
     return calls

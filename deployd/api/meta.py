@@ -40,6 +40,8 @@ def readyz() -> Response:
     }
     if deployd.fleet is not None:
         report["fleet"] = deployd.fleet.report()
+    if deployd.reports is not None:
+        report["reports"] = deployd.reports.counts()
     if draining.draining():
         return _not_ready("shutting_down", "the server is shutting down", report)
     if not state.store_reachable:

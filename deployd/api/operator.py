@@ -163,6 +163,7 @@ def _find_spec(
             customer=customer,
             current_version=current_version,
             now=now,
+            halted=deployd.state.halted(name),
         )
     release = channel.release(pinned)
     if release is None:

@@ -46,6 +46,7 @@ from deployd.publishing import (
     rollback_channel,
     rollback_dict,
 )
+from deployd.rollouts.history import history_entries
 from deployd.server.services import services
 from deployd.store import ChannelRecord
 
@@ -200,14 +201,15 @@ def current_document(name: str) -> Response:
 @bp.get(CHANNELS_PATH + "/<name>/history")
 def history(name: str) -> Response:
     require_publisher()
-    records = services().store.history(name)
+    store = services().store
+    records = store.history(name)
     if not records:
         raise NotFoundError(f"no channel named {name!r}", code="unknown_channel")
     return jsonify(
         {
             "channel": name,
             "sequence": records[-1].sequence,
-            "history": [record_dict(r) for r in reversed(records)],
+            "history": history_entries(records, store.rollout_events(name)),
         }
     )
 

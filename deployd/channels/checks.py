@@ -14,9 +14,11 @@ from deployd.channels import charts
 from deployd.channels.model import (
     CHANNEL_KEYS,
     CHART_KEYS,
+    HALT_KEYS,
     NAME_PATTERN,
     RELEASE_KEYS,
     Channel,
+    HaltPolicy,
     Release,
     _Path,
     field_path,
@@ -227,7 +229,8 @@ def _check_channel(check: _Checker, root: Any, expected_name: str | None) -> Cha
     if written is not None and not written:
         check.problem(("releases",), "a channel needs at least one release")
 
-    base = _ReleaseBase(_json_value(chart), _json_value(values), chart_ok)
+    halt = _check_halt(check, root, ())
+    base = _ReleaseBase(_json_value(chart), _json_value(values), chart_ok, halt)
     document = _json_value(root)
     releases: list[Release] = []
     first_seen: dict[Version, int] = {}
@@ -264,6 +267,7 @@ class _ReleaseBase:
     chart: dict[str, Any]
     values: dict[str, Any]
     chart_ok: bool
+    halt: HaltPolicy | None = None
 
 
 def _check_release(
@@ -313,6 +317,7 @@ def _check_release(
     rollout = check.typed(item, path, "rollout", (int,), "an integer from 0 to 100")
     if rollout is not None and not 0 <= rollout <= 100:
         check.problem((*path, "rollout"), f"must be from 0 to 100 (a percentage), not {rollout}")
+    halt = _check_halt(check, item, path)
 
     if version is None or semver is None or len(check.problems) > problems_before:
         return semver, None
@@ -326,4 +331,40 @@ def _check_release(
         required=required,
         rollout=100 if rollout is None else rollout,
         document=document,
+        halt=halt or base.halt,
     )
+
+
+_HALT_SHAPES = "{failures: N} or {failureRate: 0.2, minReports: 10}"
+
+
+def _check_halt(check: _Checker, mapping: dict[str, Any], path: _Path) -> HaltPolicy | None:
+    """The `halt:` policy of a channel or release, if written and valid (problems recorded)."""
+    halt = check.typed(mapping, path, "halt", (dict,), f"a mapping like {_HALT_SHAPES}")
+    if halt is None:
+        return None
+    where: _Path = (*path, "halt")
+    problems_before = len(check.problems)
+    check.keys(halt, where, HALT_KEYS)
+    failures = check.typed(halt, where, "failures", (int,), "a positive integer")
+    if failures is not None and failures < 1:
+        check.problem((*where, "failures"), f"must be 1 or more, not {failures}")
+    rate = check.typed(halt, where, "failureRate", (int, float), "a number from 0 to 1")
+    if rate is not None and not 0 < rate <= 1:
+        check.problem((*where, "failureRate"), f"must be above 0 and at most 1, not {rate}")
+    min_reports = check.typed(halt, where, "minReports", (int,), "a positive integer")
+    if min_reports is not None and min_reports < 1:
+        check.problem((*where, "minReports"), f"must be 1 or more, not {min_reports}")
+    if "failures" in halt and ("failureRate" in halt or "minReports" in halt):
+        check.problem(
+            where, f"give either failures or failureRate (with minReports): {_HALT_SHAPES}"
+        )
+    elif "failures" not in halt and "failureRate" not in halt and not set(halt) - HALT_KEYS:
+        check.problem(where, f"needs failures or failureRate: {_HALT_SHAPES}")
+    elif "failureRate" in halt and "minReports" not in halt:
+        check.problem(where, "failureRate needs minReports (how many reports before it counts)")
+    if len(check.problems) > problems_before:
+        return None
+    if failures is not None:
+        return HaltPolicy(failures=failures)
+    return HaltPolicy(failure_rate=float(rate), min_reports=min_reports or 1)

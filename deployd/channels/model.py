@@ -12,10 +12,11 @@ from typing import Any
 from deployd.semver import Version
 
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
-CHANNEL_KEYS = frozenset({"name", "description", "chart", "values", "releases"})
+CHANNEL_KEYS = frozenset({"name", "description", "chart", "values", "releases", "halt"})
 RELEASE_KEYS = frozenset(
-    {"version", "chart", "values", "releasedAt", "notes", "required", "rollout"}
+    {"version", "chart", "values", "releasedAt", "notes", "required", "rollout", "halt"}
 )
+HALT_KEYS = frozenset({"failures", "failureRate", "minReports"})
 CHART_KEYS = frozenset({"url", "name", "version", "path"})
 
 # The field name used for problems that belong to the document as a whole (syntax, size, caps).
@@ -24,6 +25,40 @@ DOCUMENT_FIELD = "<document>"
 _PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 
 _Path = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class HaltPolicy:
+    """When a release stops admitting new instances by itself (`halt:` in channel YAML).
+
+    `failures`: halt once that many instances report the release failed or rolled back.
+    `failure_rate` with `min_reports`: halt once at least `min_reports` instances reported on the
+    release and the share of them that failed or rolled back is at least `failure_rate`.
+    """
+
+    failures: int | None = None
+    failure_rate: float | None = None
+    min_reports: int = 1
+
+    def crossed(self, *, reports: int, failures: int) -> bool:
+        """Whether `failures` out of `reports` (distinct instances) cross this policy."""
+        if self.failures is not None and failures >= self.failures:
+            return True
+        if self.failure_rate is None or reports < max(self.min_reports, 1):
+            return False
+        return failures / reports >= self.failure_rate
+
+    def describe(self) -> str:
+        """Like ``halt: {failures: 3}``, as written in YAML."""
+        inner = ", ".join(f"{k}: {v}" for k, v in self.to_dict().items())
+        return f"halt: {{{inner}}}"
+
+    def to_dict(self) -> dict[str, int | float]:
+        """The policy as written in YAML."""
+        if self.failures is not None:
+            return {"failures": self.failures}
+        assert self.failure_rate is not None
+        return {"failureRate": self.failure_rate, "minReports": self.min_reports}
 
 
 @dataclass(frozen=True)
@@ -39,6 +74,7 @@ class Release:
     required: bool
     rollout: int
     document: dict[str, Any]
+    halt: HaltPolicy | None = None  # the release's own policy, else the channel's
 
 
 @dataclass(frozen=True)

@@ -40,27 +40,45 @@ def admits(release: Release, customer: str | None) -> bool:
 
 
 def select_release(
-    channel: Channel, *, customer: str | None, current_version: str | None
+    channel: Channel,
+    *,
+    customer: str | None,
+    current_version: str | None,
+    halted: frozenset[str] = frozenset(),
 ) -> Release:
     """The release to serve: the newest admitted one, after any required stepping stone.
 
     When the client reports the version it runs (`current_version`), the lowest admitted
     `required` release above it and below the newest admitted release is served first, so a
     client steps through every required floor. A `current_version` that is not semver is ignored.
+    A `halted` release (by version) admits no new instances: only a caller already running it
+    keeps getting it; everyone else is served as if it were not in the channel.
     Raises NotFoundError (code ``no_release``) when no release is admitted.
     """
-    admitted = [release for release in channel.releases if admits(release, customer)]
+    current = _parse_or_none(current_version)
+    admitted = [
+        release
+        for release in channel.releases
+        if admits(release, customer) and _open_to(release, halted, current)
+    ]
     if not admitted:
         raise NotFoundError(
             f"no release of channel {channel.name!r} is rolled out to this license yet",
             code="no_release",
         )
     newest = admitted[-1]
-    current = _parse_or_none(current_version)
     if current is None:
         return newest
     floors = (r for r in admitted if r.required and current < r.semver < newest.semver)
     return next(floors, newest)
+
+
+def _open_to(release: Release, halted: frozenset[str], current: Version | None) -> bool:
+    """Whether `release` may be served to a caller running `current`: it is not halted, or the
+    caller runs it already."""
+    if release.version not in halted:
+        return True
+    return current is not None and current == release.semver
 
 
 def _parse_or_none(version: str | None) -> Version | None:

@@ -31,6 +31,8 @@ from deployd.client import (
     load_trusted_keys,
     load_values_file,
 )
+from deployd.client.poller import USER_AGENT
+from deployd.client.reporting import ReportSender
 
 logger = logging.getLogger(__name__)
 
@@ -139,6 +141,12 @@ def register(subparsers: Subparsers) -> None:
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         help="what the agent logs (default INFO: every poll's outcome and every reconcile)",
     )
+    parser.add_argument(
+        "--no-report",
+        action="store_true",
+        help="do not report the outcome of each reconcile to the server (by default it is sent,"
+        " in the background, with the instance id kept in the cache directory)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -180,6 +188,15 @@ def run(args: argparse.Namespace) -> int:
         else FileReconciler(args.write)
     )
     with Poller(config, user_values=user_values, custom_resource=custom_resource) as poller:
+        if args.server and license is not None and not args.no_report:
+            # Reports name the instance the polls name.
+            poller.reporter = ReportSender(
+                server=args.server,
+                license=license.value,
+                instance_id=poller.instance_id,
+                user_agent=USER_AGENT,
+                ca_bundle=config.ca_bundle,
+            )
         if args.once:
             return report(poller.sync_once(reconciler))
         stop = threading.Event()

@@ -10,6 +10,7 @@ from typing import Any
 
 from deployd.cli import Subparsers
 from deployd.cli.publish import describe
+from deployd.cli.rollout import describe_numbers
 from deployd.cli.targets import add_target_arguments, open_target
 
 
@@ -87,8 +88,14 @@ def run_history(args: argparse.Namespace) -> int:
             sys.stdout.write(target.history_entry(args.channel, args.sequence)["source"])
             return 0
         entries = list(reversed(target.history(args.channel)))
-    width = max(len(entry["publisher"]) for entry in entries)
+    width = max(len(entry.get("publisher") or entry.get("by", "")) for entry in entries)
     for entry in entries:
+        if "event" in entry:  # a halt or resume (deployd.rollouts), between the publishes
+            print(
+                f"{'':>5}  {entry['at']}  {entry['by']:<{width}}  {entry['event']}"
+                f" {entry['release']}: {entry['reason']} ({describe_numbers(entry['numbers'])})"
+            )
+            continue
         print(
             f"{entry['sequence']:>5}  {entry['publishedAt']}  {entry['publisher']:<{width}}"
             f"  {entry['summary']}"

@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "deployd.cli.channel_files",
     "deployd.cli.publish",
     "deployd.cli.history",
+    "deployd.cli.rollout",
     "deployd.cli.publishers",
     "deployd.cli.store",
     "deployd.cli.customers",

@@ -62,7 +62,7 @@ def register(subparsers: Subparsers) -> None:
         action="append",
         default=[],
         metavar="GLOB",
-        help="a channel publish, promote and rollback may change (repeatable): a name like"
+        help="a channel publish, promote, rollback and rollout may change (repeatable): a name like"
         " stable or a glob like 'beta-*' or '*'",
     )
     where = create.add_mutually_exclusive_group()

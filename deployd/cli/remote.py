@@ -15,7 +15,14 @@ import requests
 
 from deployd import __version__
 from deployd.errors import ChannelValidationError, ConfigError, DeploydError, Problem
-from deployd.protocol import CHANNELS_PATH, CUSTOMERS_PATH, EVENTS_PATH, LICENSES_PATH
+from deployd.protocol import (
+    CHANNELS_PATH,
+    CUSTOMERS_PATH,
+    EVENTS_PATH,
+    LICENSES_PATH,
+    release_action_path,
+    rollout_path,
+)
 
 TOKEN_ENV = "DEPLOYD_PUBLISHER_TOKEN"
 SERVER_ENV = "DEPLOYD_SERVER"
@@ -112,6 +119,18 @@ class PublisherClient:
             body["rollout"] = rollout
         response = self._call("POST", f"{CHANNELS_PATH}/{_segment(target)}/promote", json=body)
         return _object(response)
+
+    def rollout_status(self, name: str) -> list[dict[str, Any]]:
+        """The health of each release of the channel, newest first."""
+        response = self._call("GET", rollout_path(name))
+        return list(response.json()["releases"])
+
+    def change_rollout(
+        self, name: str, version: str, action: str, *, reason: str
+    ) -> dict[str, Any]:
+        """Halt or resume (`action`) one release."""
+        path = release_action_path(name, version, action)
+        return _object(self._call("POST", path, json={"reason": reason}))
 
     def revoke_license(self, jti: str, *, reason: str) -> dict[str, Any]:
         response = self._call(

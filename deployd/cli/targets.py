@@ -30,6 +30,9 @@ from deployd.publishing import (
     rollback_channel,
     rollback_dict,
 )
+from deployd.rollouts.halts import Rollouts
+from deployd.rollouts.history import history_entries
+from deployd.rollouts.records import HALT
 from deployd.server.settings import settings_from_env
 from deployd.store import Store
 
@@ -50,6 +53,12 @@ class Target(Protocol):
     def history_entry(self, name: str, sequence: int) -> dict[str, Any]: ...
 
     def rollback(self, name: str, sequence: int) -> dict[str, Any]: ...
+
+    def rollout_status(self, name: str) -> list[dict[str, Any]]: ...
+
+    def change_rollout(
+        self, name: str, version: str, action: str, reason: str
+    ) -> dict[str, Any]: ...
 
     def promote(
         self, *, source: str, target: str, version: str, rollout: int | None, pin_values: bool
@@ -87,6 +96,12 @@ class ServerTarget:
 
     def rollback(self, name: str, sequence: int) -> dict[str, Any]:
         return self.client.rollback(name, sequence)
+
+    def rollout_status(self, name: str) -> list[dict[str, Any]]:
+        return self.client.rollout_status(name)
+
+    def change_rollout(self, name: str, version: str, action: str, reason: str) -> dict[str, Any]:
+        return self.client.change_rollout(name, version, action, reason=reason)
 
     def promote(
         self, *, source: str, target: str, version: str, rollout: int | None, pin_values: bool
@@ -133,7 +148,7 @@ class StoreTarget:
         records = self.store.history(name)
         if not records:
             raise NotFoundError(f"no channel named {name!r}", code="unknown_channel")
-        return [record_dict(record) for record in records]
+        return list(reversed(history_entries(records, self.store.rollout_events(name))))
 
     def history_entry(self, name: str, sequence: int) -> dict[str, Any]:
         record = self.store.history_entry(name, sequence)
@@ -143,6 +158,19 @@ class StoreTarget:
                 f"channel {name!r} has no sequence {sequence}", code="unknown_sequence"
             )
         return record_dict(record, full=True)
+
+    def rollout_status(self, name: str) -> list[dict[str, Any]]:
+        return [health.to_dict() for health in Rollouts(self.store).health(name)]
+
+    def change_rollout(self, name: str, version: str, action: str, reason: str) -> dict[str, Any]:
+        rollouts = Rollouts(self.store)
+        change = rollouts.halt if action == HALT else rollouts.resume
+        changed = change(name, version, by=self.publisher, reason=reason)
+        return {
+            "channel": name,
+            "changed": changed,
+            **rollouts.release_health(name, version).to_dict(),
+        }
 
     def rollback(self, name: str, sequence: int) -> dict[str, Any]:
         result = rollback_channel(self.store, name, sequence, publisher=self.publisher)

@@ -40,6 +40,7 @@ from deployd.client.fetch import Fetcher, HttpFetcher, HttpResponse
 from deployd.client.hierarchy import RELEASE_PIN_KEY, DesiredState, desired_state
 from deployd.client.inputs import CustomResource
 from deployd.client.reconcilers import Reconciler
+from deployd.client.reporting import ReportSender
 from deployd.client.verify import Floor, VerifiedSpec, raise_floor, verify_spec
 from deployd.protocol import (
     AGENT_VERSION_HEADER,
@@ -56,6 +57,8 @@ from deployd.values import deep_merge
 logger = logging.getLogger(__name__)
 
 USER_AGENT = f"deployd-client/{__version__}"
+# The outcomes reported after a reconcile (deployd.rollouts.records names them on the server).
+APPLIED_OUTCOME, FAILED_OUTCOME = "applied", "failed"
 MAX_ERROR_MESSAGE_CHARS = 300
 _ERROR_CODE = re.compile(r"^[a-z0-9_]{1,64}$")
 
@@ -119,8 +122,10 @@ class Poller:
         fetcher: Fetcher | None = None,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        reporter: ReportSender | None = None,
     ) -> None:
         self.config = config
+        self.reporter = reporter
         self.user_values = dict(user_values or {})
         self.custom_resource = custom_resource
         self.clock = clock
@@ -258,9 +263,10 @@ class Poller:
             return self._poll_offline(Path(self.config.offline_spec), now)
         return self._poll_server(now)
 
-    def _instance_headers(self) -> dict[str, str]:
-        """Who polls: the instance id (given, else kept in the cache directory), this client's
-        version and, when known, the cluster's Kubernetes version."""
+    @property
+    def instance_id(self) -> str:
+        """The id this client sends as Deployd-Instance-Id, with its polls and its reports: the
+        one given, else the one kept in the cache directory (made there on first use)."""
         if self._instance_id is None:
             try:
                 self._instance_id = self.cache.instance_id()
@@ -269,7 +275,12 @@ class Poller:
                 # after a restart, which is better than none.
                 logger.error("cannot keep the instance id in %s: %s", self.cache.path, e)
                 self._instance_id = secrets.token_hex(16)
-        headers = {INSTANCE_ID_HEADER: self._instance_id, AGENT_VERSION_HEADER: __version__}
+        return self._instance_id
+
+    def _instance_headers(self) -> dict[str, str]:
+        """Who polls: the instance id, this client's version and, when known, the cluster's
+        Kubernetes version."""
+        headers = {INSTANCE_ID_HEADER: self.instance_id, AGENT_VERSION_HEADER: __version__}
         if self.config.kubernetes_version:
             headers[KUBERNETES_VERSION_HEADER] = self.config.kubernetes_version
         return headers
@@ -426,6 +437,7 @@ class Poller:
             self._last_call_failed = True
             message = e.message if isinstance(e, ReconcileError) else f"{type(e).__name__}: {e}"
             logger.error("reconciling release %s failed: %s", desired.release, message)
+            self._report(desired.release, FAILED_OUTCOME, message)
             return SyncResult(poll, SyncAction.FAILED, desired, message)
         self._last_call_failed = False
         self._applied = AppliedState(desired, rfc3339(self.clock()))
@@ -434,7 +446,13 @@ class Poller:
         except OSError as e:
             logger.error("cannot record the applied state in %s: %s", self.cache.path, e.strerror)
         logger.info("applied release %s", desired.release)
+        self._report(desired.release, APPLIED_OUTCOME, "")
         return SyncResult(poll, SyncAction.APPLIED, desired)
+
+    def _report(self, release: str, outcome: str, message: str) -> None:
+        """Tell the server how a reconcile went (queued; sent in the background)."""
+        if self.reporter is not None:
+            self.reporter.submit(release, outcome, message)
 
     def run(self, reconciler: Reconciler, stop_event: threading.Event) -> None:
         """Poll and reconcile until `stop_event` is set.
@@ -470,9 +488,11 @@ class Poller:
         return jittered(self.config.poll_interval, self.config.interval_jitter, self.rng)
 
     def close(self) -> None:
-        """Release the network session."""
+        """Release the network session (and stop reporting)."""
         if self._fetcher is not None:
             self._fetcher.close()
+        if self.reporter is not None:
+            self.reporter.close()
 
     def __enter__(self) -> Poller:
         return self

@@ -9,11 +9,11 @@ for the embedded development server, as the hash of the token kept in
 record as the publisher.
 
 Every token carries `Scopes`: the actions it may take (``publish``, ``promote``, ``rollback``,
-``revoke``, ``customers``, ``admin``) and the channels (names or globs like ``beta-*``) that
-``publish``, ``promote`` and ``rollback`` may change. ``admin`` implies every other action on
-every channel. Credentials from before scopes existed (store records and tokens-file lines
-without them, the development token) are ``admin``. `require_scope` is the one check every
-publisher endpoint makes.
+``rollout``, ``revoke``, ``customers``, ``admin``) and the channels (names or globs like
+``beta-*``) that ``publish``, ``promote``, ``rollback`` and ``rollout`` (halt and resume
+releases) may change. ``admin`` implies every other action on every channel. Credentials from
+before scopes existed (store records and tokens-file lines without them, the development token)
+are ``admin``. `require_scope` is the one check every publisher endpoint makes.
 """
 
 from deployd.publishers.authenticator import PublisherAuthenticator
@@ -26,6 +26,7 @@ from deployd.publishers.scopes import (
     PUBLISH,
     REVOKE,
     ROLLBACK,
+    ROLLOUT,
     Publisher,
     ScopeError,
     Scopes,
@@ -56,6 +57,7 @@ __all__ = [
     "PUBLISH",
     "REVOKE",
     "ROLLBACK",
+    "ROLLOUT",
     "TOKEN_PREFIX",
     "Publisher",
     "PublisherAuthenticator",

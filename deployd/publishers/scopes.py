@@ -20,9 +20,10 @@ logger = logging.getLogger(__name__)
 
 PUBLISH, PROMOTE, ROLLBACK, REVOKE, ADMIN = "publish", "promote", "rollback", "revoke", "admin"
 CUSTOMERS = "customers"  # change customer records (deployd.customers); concerns no channel
-ACTIONS = (PUBLISH, PROMOTE, ROLLBACK, REVOKE, CUSTOMERS, ADMIN)
+ROLLOUT = "rollout"  # halt and resume a channel's releases (deployd.rollouts)
+ACTIONS = (PUBLISH, PROMOTE, ROLLBACK, ROLLOUT, REVOKE, CUSTOMERS, ADMIN)
 # The actions that change one channel, and so are limited by the channel globs.
-CHANNEL_ACTIONS = frozenset({PUBLISH, PROMOTE, ROLLBACK})
+CHANNEL_ACTIONS = frozenset({PUBLISH, PROMOTE, ROLLBACK, ROLLOUT})
 # A channel name ([a-z0-9-]) with `*` (any run of characters) and `?` (one character).
 GLOB_PATTERN = re.compile(r"[a-z0-9*?-]{1,63}", re.ASCII)
 
@@ -87,13 +88,13 @@ class Scopes:
             return cls.admin()
         if wanted & CHANNEL_ACTIONS and not globs:
             raise BadRequestError(
-                "publish, promote and rollback need the channels they may change"
+                "publish, promote, rollback and rollout need the channels they may change"
                 " (--channel NAME or GLOB, repeatable)"
             )
         if globs and not wanted & CHANNEL_ACTIONS:
             raise BadRequestError(
-                "channels limit only publish, promote and rollback; revoke concerns no channel"
-                " (nor does customers)"
+                "channels limit only publish, promote, rollback and rollout; revoke concerns no"
+                " channel (nor does customers)"
             )
         return cls(wanted, globs)
 

@@ -20,6 +20,7 @@ from deployd.api import (
     meta,
     operator,
     publishing,
+    rollouts,
 )
 from deployd.api.fastpath import FastPath, StartResponse
 from deployd.api.licenses import fast_validate
@@ -62,7 +63,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app.json = json_provider
     deployd = app.extensions["deployd"] = build_services(settings, store, worker_store=worker_store)
     modules = (error_handlers, meta, operator, licenses, catalog, publishing, customers, events)
-    for module in (*modules, fleet):
+    for module in (*modules, fleet, rollouts):
         module.init_app(app)
     # Repeat polls are answered from memory before Flask (deployd/api/fastpath.py).
     fast_handlers = {SPEC_PATH: fast_spec, VALIDATE_PATH: fast_validate}

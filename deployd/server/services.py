@@ -10,6 +10,7 @@ from typing import Any
 
 from flask import current_app
 
+from deployd.channels import Channel
 from deployd.customers import CustomerBook, CustomerRecord
 from deployd.errors import ConfigError, StoreUnavailableError
 from deployd.events import INSTANCE, configure_log, record_event
@@ -22,6 +23,8 @@ from deployd.licensing.cache import CachedLicenseVerifier
 from deployd.licensing.keyring import KeyRing, is_dev_key
 from deployd.licensing.tokens import LicenseVerifier, VerifiedLicense
 from deployd.publishers import load_tokens_file
+from deployd.rollouts.halts import Rollouts
+from deployd.rollouts.queue import ReportQueue
 from deployd.server.ratelimit import RateLimiter
 from deployd.server.refresher import Refresher
 from deployd.server.settings import DEV_KEYS_DIR, Settings, exit_on_config_error, settings_from_env
@@ -47,15 +50,16 @@ class Services:
     address_limiter: RateLimiter | None = None
     refresher: Refresher | None = None
     customer_book: CustomerBook | None = None
+    webhooks: WebhookDeliverer | None = None  # events: set when webhooks are configured
+    fleet: Fleet | None = None  # None: DEPLOYD_FLEET_RECORDING is off
+    reports: ReportQueue | None = None
+    rollouts: Rollouts | None = None
 
     def customer_record(self, subject: str | None) -> CustomerRecord | None:
         """The customer record of license subject `subject`, from this worker's memory."""
         if subject is None or self.customer_book is None:
             return None
         return self.customer_book.get(subject)
-
-    webhooks: WebhookDeliverer | None = None  # events: set when webhooks are configured
-    fleet: Fleet | None = None  # None: DEPLOYD_FLEET_RECORDING is off
 
     def limit_address(self, address: str | None) -> None:
         """Count a request from `address`; raise RateLimitedError past the per-address limit."""
@@ -269,7 +273,16 @@ def build_services(
         # The view catches up before the state refresh, so a worker that sees a publish has
         # applied every check-in flushed before it (deployd/fleet/view.py).
         tasks += [services.fleet.flush, services.fleet.sync]
+    services.rollouts = Rollouts(
+        store, find_channel=lambda name: _compiled(state, name), known_halts=state.halted
+    )
+    services.reports = ReportQueue(
+        worker_store,
+        on_flushed=services.rollouts.check_policies,
+        max_queued=settings.report_queue_size,
+    )
     tasks += [state.background_round, services.customer_book.background_round]
+    tasks += [services.reports.flush]
     if settings.rate_limit_enabled:
         processes = settings.rate_limit_processes
         services.license_limiter = RateLimiter(
@@ -319,6 +332,12 @@ def _event_tasks(settings: Settings, services: Services) -> list[Callable[[], bo
         interval=max(settings.refresh_interval, MIN_WEBHOOK_INTERVAL_SECONDS),
     )
     return [services.webhooks.ensure_running]
+
+
+def _compiled(state: ServerState, name: str) -> Channel | None:
+    """The channel `name` as this worker holds it (None when there is none)."""
+    found = state.channel(name)
+    return None if found is None else found[1]
 
 
 _persistence_checked = False

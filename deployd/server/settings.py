@@ -80,6 +80,7 @@ class Settings:
     trusted_proxies: int = 0
     license_cache_size: int = 10_000
     channel_cache_size: int = 1000
+    report_queue_size: int = 10_000
     log_level: str = "INFO"
     # --- events: the event log and webhooks ---
     events_max: int = 10_000
@@ -128,6 +129,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "DEPLOYD_TRUSTED_PROXIES": ("trusted_proxies", int),
     "DEPLOYD_LICENSE_CACHE_SIZE": ("license_cache_size", _positive_int),
     "DEPLOYD_CHANNEL_CACHE_SIZE": ("channel_cache_size", _positive_int),
+    "DEPLOYD_REPORT_QUEUE_SIZE": ("report_queue_size", _positive_int),
     "DEPLOYD_LOG_LEVEL": ("log_level", str),
     # --- events: the event log and webhooks ---
     "DEPLOYD_EVENTS_MAX": ("events_max", _positive_int),

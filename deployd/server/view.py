@@ -1,4 +1,5 @@
-"""What one server process knows: compiled channels and revoked license ids, kept in memory.
+"""What one server process knows: compiled channels, revoked license ids and halted releases,
+kept in memory.
 
 The store is the truth; each process answers from this snapshot. Inside the server a background
 thread (`deployd.server.refresher`) calls `background_round()` every `refresh_interval`: it asks
@@ -42,6 +43,7 @@ logger = logging.getLogger(__name__)
 # How many channels not compiled yet one background round compiles (one store read each), so a
 # worker fills its cache within seconds of starting while each round stays short.
 PREFETCH_PER_ROUND = 50
+_NOTHING_HALTED: frozenset[str] = frozenset()
 
 
 class ServerState:
@@ -79,6 +81,8 @@ class ServerState:
         # channel this process saw, a floor for the store's next publish if it goes back.
         self._high_water: dict[str, int] = {}
         self._reset_listeners: list[Callable[[], None]] = []
+        # channel -> versions of its halted releases (deployd.rollouts), read with the generation
+        self._halted: dict[str, frozenset[str]] = {}
         self.uninitialized = False  # the store answered, without an epoch
         self.store_error: str | None = None
 
@@ -139,6 +143,9 @@ class ServerState:
         if new is None:
             self._reset("the revocation list shrank or was rewritten")
             new = self._new_revocations() or []
+        self._halted = {
+            name: frozenset(halted) for name, halted in self.store.halts().items() if halted
+        }
         self._sequences = sequences
         self._note_sequences(sequences)
         self._revoked.update(new)
@@ -200,6 +207,7 @@ class ServerState:
         self._read_at = None  # license checks fail closed until the revocations are read again
         self._sequences = {}
         self._revoked = set()
+        self._halted = {}
         self._revocation_offset = 0
         self._last_revoked = None
         self._generation = None
@@ -324,6 +332,10 @@ class ServerState:
             while len(self._compiled) > self.max_channels:
                 self._compiled.popitem(last=False)
             return compiled
+
+    def halted(self, name: str) -> frozenset[str]:
+        """The versions of channel `name`'s halted releases, as last read from the store."""
+        return self._halted.get(name, _NOTHING_HALTED)
 
     def is_revoked(self, jti: str) -> bool:
         """Whether `jti` is on the revocation list as last read from the store.

@@ -100,10 +100,10 @@ class SpecCache:
         self.max_choices = max_choices
         # (channel, sequence, release version, window start) -> spec
         self._entries: OrderedDict[tuple[str, int, str, float], RenderedSpec] = OrderedDict()
-        # (channel, sequence, customer, current version, window start) -> spec
-        self._choices: OrderedDict[tuple[str, int, str | None, str | None, float], RenderedSpec] = (
-            OrderedDict()
-        )
+        # (channel, sequence, customer, current version, window start, halted releases) -> spec
+        self._choices: OrderedDict[
+            tuple[str, int, str | None, str | None, float, frozenset[str]], RenderedSpec
+        ] = OrderedDict()
         self._lock = threading.Lock()
 
     def clear(self) -> None:
@@ -120,14 +120,18 @@ class SpecCache:
         customer: str | None,
         current_version: str | None,
         now: float,
+        halted: frozenset[str] = frozenset(),
     ) -> RenderedSpec:
-        """The spec of the release `select_release` picks for this caller (same errors)."""
+        """The spec of the release `select_release` picks for this caller (same errors); the
+        `halted` releases take part in the choice and so in the key it is remembered by."""
         window_start = now - now % self.window_seconds
-        key = (channel.name, sequence, customer, current_version, window_start)
+        key = (channel.name, sequence, customer, current_version, window_start, halted)
         spec = self._choices.get(key)
         if spec is not None:
             return spec
-        release = select_release(channel, customer=customer, current_version=current_version)
+        release = select_release(
+            channel, customer=customer, current_version=current_version, halted=halted
+        )
         spec = self.get(channel, release, sequence=sequence, now=now)
         if current_version is None or len(current_version) <= MAX_REMEMBERED_VERSION_CHARS:
             with self._lock:

@@ -40,10 +40,16 @@ from deployd.errors import ConflictError, StoreUninitializedError
 from deployd.fleet.model import CheckIn, FeedRead, FlushOutcome, InstanceRecord, Snapshot
 from deployd.fleet.paging import FleetPage, FleetQuery
 from deployd.protocol import utc_now
+from deployd.rollouts.records import OutcomeCounts, Report, RolloutEvent
 from deployd.server.settings import Settings
 
 # The floors key that applies to every channel (channel names cannot contain "*").
 ALL_CHANNELS = "*"
+
+# Rollouts: how long a release's reports are kept after the last one, and how many halts and
+# resumes each channel's log keeps.
+ROLLOUT_RETENTION_SECONDS = 30 * 24 * 3600
+ROLLOUT_LOG_LENGTH = 1000
 
 
 @dataclass(frozen=True)
@@ -464,6 +470,34 @@ class Store(Protocol):
 
     def adoption(self, channel: str, since_hour: int) -> list[tuple[int, dict[str, int]]]:
         """The channel's hourly points from `since_hour` on, oldest first."""
+
+    # --- rollouts: reports, health, halts ---
+
+    def record_outcomes(self, reports: Sequence[Report]) -> dict[tuple[str, str], OutcomeCounts]:
+        """Record each report as its instance's latest outcome for its (channel, release), in
+        order; return the new counts of every (channel, release) the reports touched.
+
+        Each instance counts once per release, by its latest outcome, so reading counts is O(1).
+        Kept for ROLLOUT_RETENTION_SECONDS after the last report on the release.
+        """
+
+    def outcome_counts(self, channel: str) -> dict[str, OutcomeCounts]:
+        """Release -> its outcome counts, for every release of `channel` with reports."""
+
+    def halt_release(self, event: RolloutEvent) -> bool:
+        """Halt `event.release` of `event.channel` and log `event`, in one step, once: False (and
+        nothing written) when it is halted already. Moves the generation."""
+
+    def resume_release(self, event: RolloutEvent) -> bool:
+        """Lift the halt of `event.release`, forget its reported outcomes (its policy starts
+        over) and log `event`; False (nothing changed) when it was not halted. Moves the
+        generation."""
+
+    def halts(self) -> dict[str, dict[str, RolloutEvent]]:
+        """Channel -> release -> the halt in force on it."""
+
+    def rollout_events(self, channel: str) -> list[RolloutEvent]:
+        """The channel's halts and resumes, oldest first (the newest ROLLOUT_LOG_LENGTH)."""
 
 
 def open_store(settings: Settings, *, timeout: float | None = None) -> Store:

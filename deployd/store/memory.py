@@ -21,10 +21,12 @@ from deployd.fleet.ledger import Ledger, page_of
 from deployd.fleet.model import CheckIn, FeedRead, FlushOutcome, InstanceRecord, Snapshot
 from deployd.fleet.paging import FleetPage, FleetQuery
 from deployd.protocol import utc_now
+from deployd.rollouts.records import OutcomeCounts, Report, RolloutEvent
 from deployd.store import (
     ADMIN_ACTIONS,
     EVERY_CHANNEL,
     MAX_CUSTOMERS,
+    ROLLOUT_LOG_LENGTH,
     ChannelRecord,
     CustomerRecord,
     EventRecord,
@@ -59,6 +61,7 @@ class MemoryStore:
         self._publishers: dict[str, PublisherRecord] = {}
         self._customers: dict[str, str] = {}  # subject -> JSON CustomerRecord
         self._customers_version = 0
+        self._rollouts = _Rollouts()
 
     def ping(self) -> None:
         return None
@@ -472,6 +475,64 @@ class MemoryStore:
             points = self._fleet().adoption.get(channel, {})
             return sorted((h, dict(c)) for h, c in points.items() if h >= since_hour)
 
+    # --- rollouts: reports, health, halts ---
+
+    def record_outcomes(self, reports: Sequence[Report]) -> dict[tuple[str, str], OutcomeCounts]:
+        with self._lock:
+            touched: dict[tuple[str, str], OutcomeCounts] = {}
+            for report in reports:
+                key = (report.channel, report.release)
+                self._rollouts.outcomes.setdefault(key, {})[report.instance] = report.outcome
+                touched[key] = self._counts_of(key)
+            return touched
+
+    def _counts_of(self, key: tuple[str, str]) -> OutcomeCounts:
+        counts: dict[str, int] = {}
+        for outcome in self._rollouts.outcomes.get(key, {}).values():
+            counts[outcome] = counts.get(outcome, 0) + 1
+        return OutcomeCounts.of(counts)
+
+    def outcome_counts(self, channel: str) -> dict[str, OutcomeCounts]:
+        with self._lock:
+            keys = [k for k in self._rollouts.outcomes if k[0] == channel]
+            return {release: self._counts_of((name, release)) for name, release in keys}
+
+    def halt_release(self, event: RolloutEvent) -> bool:
+        with self._lock:
+            halted = self._rollouts.halts.setdefault(event.channel, {})
+            if event.release in halted:
+                return False
+            halted[event.release] = event.to_json()
+            self._log_rollout_event(event)
+            return True
+
+    def resume_release(self, event: RolloutEvent) -> bool:
+        with self._lock:
+            halted = self._rollouts.halts.get(event.channel, {})
+            if halted.pop(event.release, None) is None:
+                return False
+            self._rollouts.outcomes.pop((event.channel, event.release), None)
+            self._log_rollout_event(event)
+            return True
+
+    def _log_rollout_event(self, event: RolloutEvent) -> None:
+        log = self._rollouts.log.setdefault(event.channel, [])
+        log.append(event.to_json())
+        del log[:-ROLLOUT_LOG_LENGTH]
+        self._generation += 1
+
+    def halts(self) -> dict[str, dict[str, RolloutEvent]]:
+        with self._lock:
+            return {
+                channel: {r: RolloutEvent.from_json(raw) for r, raw in halted.items()}
+                for channel, halted in self._rollouts.halts.items()
+                if halted
+            }
+
+    def rollout_events(self, channel: str) -> list[RolloutEvent]:
+        with self._lock:
+            return [RolloutEvent.from_json(raw) for raw in self._rollouts.log.get(channel, [])]
+
 
 class _EventsState:
     """The memory store's event log, webhook lease, cursor and counters."""
@@ -483,3 +544,13 @@ class _EventsState:
         self.lease_until = 0.0
         self.cursor = 0
         self.counts: dict[str, int] = {}
+
+
+class _Rollouts:
+    """The rollouts part of the memory store (reports, halts, their log)."""
+
+    def __init__(self) -> None:
+        # (channel, release) -> instance -> latest outcome
+        self.outcomes: dict[tuple[str, str], dict[str, str]] = {}
+        self.halts: dict[str, dict[str, str]] = {}  # channel -> release -> JSON RolloutEvent
+        self.log: dict[str, list[str]] = {}  # channel -> JSON RolloutEvents, oldest first

@@ -19,6 +19,8 @@ Keys (all under `prefix`, default ``deployd:``):
   {events}:lease          string who delivers webhooks now (expires), {events}:cursor the last
                           event id they handled, {events}:counts hash of delivery counters
 and the pub/sub channel `changes`, told of every publish and revocation.
+and the pub/sub channel `changes`, told of every publish and revocation. Rollouts keep their
+keys under the hash tag ``{rollouts}`` (see `RolloutKeys`).
 
 A publish is one MULTI/EXEC transaction guarded by WATCH on the channel's current record (and on
 the epoch and floors), so readers see a complete old or complete new record and concurrent
@@ -59,10 +61,13 @@ from deployd.fleet.model import (
 )
 from deployd.fleet.paging import MAX_SCANNED, Cursor, FleetPage, FleetQuery
 from deployd.protocol import utc_now
+from deployd.rollouts.records import OUTCOMES, OutcomeCounts, Report, RolloutEvent
 from deployd.store import (
     ADMIN_ACTIONS,
     EVERY_CHANNEL,
     MAX_CUSTOMERS,
+    ROLLOUT_LOG_LENGTH,
+    ROLLOUT_RETENTION_SECONDS,
     ChannelRecord,
     CustomerRecord,
     EventRecord,
@@ -801,6 +806,162 @@ class RedisStore:
         )
         points = ((int(hour), json.loads(counts)) for hour, counts in raw.items())
         return sorted((h, c) for h, c in points if h >= since_hour)
+
+    # --- rollouts: reports, health, halts ---
+
+    @property
+    def _rollout_keys(self) -> RolloutKeys:
+        return RolloutKeys(self.prefix)
+
+    def record_outcomes(self, reports: Sequence[Report]) -> dict[tuple[str, str], OutcomeCounts]:
+        by_release: dict[tuple[str, str], dict[str, str]] = {}
+        for report in reports:  # in order: an instance's latest report wins
+            by_release.setdefault((report.channel, report.release), {})[report.instance] = (
+                report.outcome
+            )
+        touched = {
+            key: self._record_release_outcomes(*key, latest) for key, latest in by_release.items()
+        }
+        return touched
+
+    def _record_release_outcomes(
+        self, channel: str, release: str, latest: dict[str, str]
+    ) -> OutcomeCounts:
+        """One release's new latest outcomes, with its counters moved to match, atomically."""
+        keys = self._rollout_keys
+        outcomes_key, counts_key = keys.outcomes(channel, release), keys.counts(channel)
+        instances = list(latest)
+
+        def transaction(pipe: Pipeline) -> OutcomeCounts:
+            before = dict(zip(instances, pipe.hmget(outcomes_key, instances), strict=True))
+            fields = _count_fields(release)
+            # Counters of a release whose outcomes expired (no report for the retention time)
+            # start again from zero, as its outcomes do.
+            fresh = not pipe.exists(outcomes_key)
+            counted = [_text(c) if c else "0" for c in pipe.hmget(counts_key, fields)]
+            counts = {o: 0 if fresh else int(n) for o, n in zip(OUTCOMES, counted, strict=True)}
+            moves: dict[str, int] = {}
+            for instance, outcome in latest.items():
+                old = _text(before[instance]) if before[instance] else None
+                if old == outcome:
+                    continue
+                if old is not None:
+                    moves[old] = moves.get(old, 0) - 1
+                moves[outcome] = moves.get(outcome, 0) + 1
+            pipe.multi()
+            if fresh:
+                pipe.hdel(counts_key, *fields)
+            pipe.hset(outcomes_key, mapping=_fields(latest))
+            for outcome, delta in moves.items():
+                pipe.hincrby(counts_key, f"{release} {outcome}", delta)
+                counts[outcome] = counts.get(outcome, 0) + delta
+            pipe.expire(outcomes_key, ROLLOUT_RETENTION_SECONDS)
+            pipe.expire(counts_key, ROLLOUT_RETENTION_SECONDS)
+            return OutcomeCounts.of(counts)
+
+        # Both keys watched: a concurrent flush makes this one read again, so the counts it
+        # returns are the ones it left (a threshold is seen crossing exactly once).
+        return self._transaction("record reports", transaction, outcomes_key, counts_key)
+
+    def outcome_counts(self, channel: str) -> dict[str, OutcomeCounts]:
+        raw = self._call(
+            "read rollout health", lambda: self.client.hgetall(self._rollout_keys.counts(channel))
+        )
+        counts: dict[str, dict[str, int]] = {}
+        for name, value in raw.items():
+            release, _, outcome = _text(name).rpartition(" ")
+            counts.setdefault(release, {})[outcome] = int(value)
+        return {release: OutcomeCounts.of(c) for release, c in counts.items()}
+
+    def halt_release(self, event: RolloutEvent) -> bool:
+        keys = self._rollout_keys
+        field = _halt_field(event.channel, event.release)
+
+        def transaction(pipe: Pipeline) -> bool:
+            if pipe.hexists(keys.halts, field):
+                pipe.multi()
+                return False
+            pipe.multi()
+            pipe.hset(keys.halts, field, event.to_json())
+            self._log_rollout_event(pipe, event)
+            return True
+
+        return self._transaction("halt release", transaction, keys.halts)
+
+    def resume_release(self, event: RolloutEvent) -> bool:
+        keys = self._rollout_keys
+        field = _halt_field(event.channel, event.release)
+
+        def transaction(pipe: Pipeline) -> bool:
+            if not pipe.hexists(keys.halts, field):
+                pipe.multi()
+                return False
+            pipe.multi()
+            pipe.hdel(keys.halts, field)
+            pipe.delete(keys.outcomes(event.channel, event.release))
+            pipe.hdel(keys.counts(event.channel), *_count_fields(event.release))
+            self._log_rollout_event(pipe, event)
+            return True
+
+        outcomes = keys.outcomes(event.channel, event.release)
+        counts = keys.counts(event.channel)
+        return self._transaction("resume release", transaction, keys.halts, outcomes, counts)
+
+    def _log_rollout_event(self, pipe: Pipeline, event: RolloutEvent) -> None:
+        log = self._rollout_keys.log(event.channel)
+        pipe.rpush(log, event.to_json())
+        pipe.ltrim(log, -ROLLOUT_LOG_LENGTH, -1)
+        pipe.incr(self._key(GENERATION))
+        pipe.publish(self._key(CHANGES_TOPIC), f"{event.kind}:{event.channel}:{event.release}")
+
+    def halts(self) -> dict[str, dict[str, RolloutEvent]]:
+        raw = self._call("read halts", lambda: self.client.hvals(self._rollout_keys.halts))
+        found: dict[str, dict[str, RolloutEvent]] = {}
+        for value in raw:
+            event = RolloutEvent.from_json(value)
+            found.setdefault(event.channel, {})[event.release] = event
+        return found
+
+    def rollout_events(self, channel: str) -> list[RolloutEvent]:
+        raw = self._call(
+            "read rollout log",
+            lambda: self.client.lrange(self._rollout_keys.log(channel), 0, -1),
+        )
+        return [RolloutEvent.from_json(v) for v in raw]
+
+
+class RolloutKeys:
+    """The names of the rollouts' keys, all under the hash tag ``{rollouts}``:
+
+    {rollouts}:outcomes:<channel>:<release>  hash instance -> latest outcome
+    {rollouts}:counts:<channel>              hash "<release> <outcome>" -> instances
+    {rollouts}:halts                         hash "<channel> <release>" -> JSON halt
+    {rollouts}:log:<channel>                 list JSON halts and resumes, oldest first
+    """
+
+    def __init__(self, prefix: str) -> None:
+        self._base = prefix + "{rollouts}:"
+
+    def outcomes(self, channel: str, release: str) -> str:
+        return f"{self._base}outcomes:{channel}:{release}"
+
+    def counts(self, channel: str) -> str:
+        return f"{self._base}counts:{channel}"
+
+    @property
+    def halts(self) -> str:
+        return f"{self._base}halts"
+
+    def log(self, channel: str) -> str:
+        return f"{self._base}log:{channel}"
+
+
+def _halt_field(channel: str, release: str) -> str:
+    return f"{channel} {release}"
+
+
+def _count_fields(release: str) -> list[str]:
+    return [f"{release} {outcome}" for outcome in OUTCOMES]
 
 
 def _read_floors(client: redis.Redis | Pipeline, key: str) -> dict[str, int]:
