@@ -69,6 +69,11 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
         server.stop()
 
 
+def server_events(log: str) -> str:
+    """The server's log without its access lines: worker starts and exits, store warnings."""
+    return "\n".join(line for line in log.splitlines() if '"GET ' not in line)
+
+
 def poll(url: str, license: str, etag: str | None = None) -> int | None:
     """The status of one poll, or None when it was not answered in time."""
     answer = poll_explained(url, license, etag)
@@ -141,7 +146,8 @@ def test_polls_are_answered_while_redis_hangs_and_a_publish_after_shows_up(tmp_p
                 assert not unanswered, (
                     f"{len(unanswered)} of {len(during)} polls not answered"
                     f" (status: count, None = no answer in {POLL_TIMEOUT:g} s):"
-                    f" {dict(Counter(unanswered))}"
+                    f" {dict(Counter(unanswered))}; the server's log, but for requests:\n"
+                    + server_events(server.log())
                 )
                 # Readiness says so (the background refresh timed out; no request waited).
                 wait_for(lambda: readyz_status(server.url) == 503)
