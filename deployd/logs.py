@@ -21,7 +21,8 @@ def request_id(given: str | None) -> str:
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line, with the request id when logged inside a request."""
+    """One JSON object per line, with the process id (several workers share one log) and the
+    request id when logged inside a request."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry = {
@@ -29,6 +30,7 @@ class JsonFormatter(logging.Formatter):
             + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
+            "pid": record.process,  # which gunicorn worker
             "message": record.getMessage(),
         }
         if has_request_context() and "request_id" in g:

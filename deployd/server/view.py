@@ -40,6 +40,10 @@ from deployd.store import Store, StoreMarker
 
 logger = logging.getLogger(__name__)
 
+# Logged once per process, when a refresh first reads the store (a worker's log says it is ready
+# to serve through an outage from then on).
+FIRST_VIEW_LOADED = "first view of the store loaded"
+
 # How many channels not compiled yet one background round compiles (one store read each), so a
 # worker fills its cache within seconds of starting while each round stays short.
 PREFETCH_PER_ROUND = 50
@@ -84,6 +88,7 @@ class ServerState:
         # channel -> versions of its halted releases (deployd.rollouts), read with the generation
         self._halted: dict[str, frozenset[str]] = {}
         self.uninitialized = False  # the store answered, without an epoch
+        self._loaded = False  # a refresh has read the store (logged once per process)
         self.store_error: str | None = None
 
     def add_reset_listener(self, listener: Callable[[], None]) -> None:
@@ -116,6 +121,13 @@ class ServerState:
                 return
             finally:
                 self._checked_at = started
+            if self._loaded is False:
+                self._loaded = True
+                logger.info(
+                    FIRST_VIEW_LOADED + ": %d channels, generation %s",
+                    len(self._sequences),
+                    self._generation,
+                )
             self._read_at = started
             if self.store_error is not None:
                 logger.info("store reachable again")

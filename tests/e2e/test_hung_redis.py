@@ -110,6 +110,9 @@ def test_polls_are_answered_while_redis_hangs_and_a_publish_after_shows_up(tmp_p
         workers=WORKERS,
     )
     server.start(tmp_path)
+    # Every worker must have read the store before it hangs: one still booting would first
+    # reach a hung Redis and, knowing no revocation list, refuse every poll (fail closed).
+    server.wait_for_every_view()
     try:
         licenses = [setup.kit.issue(channel="stable") for _ in range(POLLERS)]
         first = requests.get(server.url + SPEC, auth=("license", licenses[0]), timeout=10)

@@ -112,6 +112,7 @@ def deploy(tmp_path: Path) -> Iterator[Callable[..., Deployment]]:
         deployment = Deployment(redis, server, store, kit, publisher_token)
         started.append(deployment)
         server.start(tmp_path)
+        server.wait_for_every_view()
         return deployment
 
     yield start

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -15,6 +16,7 @@ import requests
 
 from deployd.keyfiles import write_key_pair
 from deployd.licensing.keyring import generate_private_key
+from deployd.server.view import FIRST_VIEW_LOADED
 from deployd.store.redis import RedisStore
 from tests.support.factories import LicenseKit
 from tests.support.redis_server import free_port
@@ -99,6 +101,27 @@ class GunicornServer:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path else ""
+
+    def wait_for_every_view(self, timeout: float = 120.0) -> None:
+        """Wait until every worker has read the store once. `start` returns when one worker
+        answers; on a busy machine another can still be booting, and one that first reaches
+        Redis while it is down has nothing to serve (it fails closed, rightly)."""
+        deadline = time.monotonic() + timeout
+        while len(self.workers_with_a_view()) < self.workers:
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"{len(self.workers_with_a_view())} of {self.workers} workers read the store"
+                    f" within {timeout:g} s:\n{self.log()}"
+                )
+            time.sleep(0.1)
+
+    def workers_with_a_view(self) -> set[int]:
+        """The pids of the workers that have logged their first view of the store."""
+        pids = set()
+        for line in self.log().splitlines():
+            if line.startswith("{") and FIRST_VIEW_LOADED in line:
+                pids.add(json.loads(line)["pid"])
+        return pids
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
