@@ -4,12 +4,14 @@ Flask view, the CRUD endpoints, their validation and their scope."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 
 import pytest
 
 from deployd.errors import StoreUnavailableError
+from deployd.protocol import INSTANCE_ID_HEADER
 from deployd.publishers import Scopes
 from deployd.server.app import create_app
 from deployd.store import CustomerRecord
@@ -37,12 +39,21 @@ def token(world):
     return world.publisher_token("alice", scopes=Scopes.of(["customers"], []))
 
 
+_instances = itertools.count()
+
+
 def poll(client, license, query="", **headers):
     """The same poll twice: the first is answered by the Flask view (the license is new to the
-    worker), the second by the fast path; both must agree. Returns (status, release or code)."""
+    worker), the second by the fast path; both must agree. Returns (status, release or code).
+
+    Each poll is a new instance (its own Deployd-Instance-Id), so what the server knows an
+    instance runs (deployd.fleet: required releases are stepped from it) plays no part here."""
     answers = []
     for _ in range(2):
-        response = client.get(CHANNEL_URL + query, headers={**basic(license), **headers})
+        instance = {INSTANCE_ID_HEADER: f"poll-{next(_instances)}"}
+        response = client.get(
+            CHANNEL_URL + query, headers={**basic(license), **instance, **headers}
+        )
         body = response.get_json()
         if response.status_code == 200:
             answers.append((200, body["metadata"]["channel"], body["metadata"]["release"]))

@@ -50,6 +50,8 @@ def test_set_show_and_clear_over_http(capsys, server, customers_token):
     assert released(server, license) == "1.0.0"  # this server changed it: at once
     code, out, _ = run(capsys, "customer", "clear", "acme", "--field", "pin", *where)
     assert "  pinned release  none" in out.splitlines()
+    # Released from its pin, the cluster (last served 1.0.0) steps through required 1.1.0.
+    assert released(server, license) == "1.1.0"
     assert released(server, license) == "1.2.0"
     code, out, _ = run(capsys, "customer", "clear", "acme", *where)
     assert out == "customer acme: no record; the license applies as it is\n"
