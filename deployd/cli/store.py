@@ -14,7 +14,7 @@ from deployd.cli import Subparsers
 from deployd.errors import ConfigError
 from deployd.server.settings import settings_from_env
 from deployd.store import ALL_CHANNELS, Store
-from deployd.store.backup import read_backup, write_backup
+from deployd.store.backup import read_backup, restore_backup, take_backup, write_backup
 from deployd.store.redis import RedisStore
 
 
@@ -172,13 +172,14 @@ def _listed(marks: dict[str, int]) -> str:
 def backup_command(args: argparse.Namespace) -> int:
     store = _open(args)
     try:
-        contents = store.export()
+        contents = take_backup(store)
     finally:
         store.close()
     write_backup(contents, args.file)
     print(
-        f"backed up {len(contents.channels)} channels, {len(contents.revocations)} revocations"
-        f" and {len(contents.publishers)} publishers (epoch {contents.epoch}) to {args.file}",
+        f"backed up {len(contents.channels)} channels, {len(contents.revocations)} revocations,"
+        f" {len(contents.publishers)} publishers, {len(contents.customers)} customer records"
+        f" and {len(contents.halts)} halts (epoch {contents.epoch}) to {args.file}",
         file=sys.stderr,
     )
     return 0
@@ -188,12 +189,13 @@ def restore_command(args: argparse.Namespace) -> int:
     contents = read_backup(args.file)
     store = _open(args)
     try:
-        epoch = store.restore(contents, force=args.force)
+        epoch = restore_backup(store, contents, force=args.force)
     finally:
         store.close()
     print(
-        f"restored {len(contents.channels)} channels, {len(contents.revocations)} revocations"
-        f" and {len(contents.publishers)} publishers from {args.file}: new epoch {epoch}",
+        f"restored {len(contents.channels)} channels, {len(contents.revocations)} revocations,"
+        f" {len(contents.publishers)} publishers, {len(contents.customers)} customer records"
+        f" and {len(contents.halts)} halts from {args.file}: new epoch {epoch}",
         file=sys.stderr,
     )
     return 0

@@ -229,6 +229,8 @@ class StoreContents:
     floors: dict[str, int]
     # Customer records (deployd.customers), by subject; a backup from before them has none.
     customers: list[CustomerRecord] = field(default_factory=list)
+    # The halts in force (deployd.rollouts): a restore must not resume a release halted for cause.
+    halts: list[RolloutEvent] = field(default_factory=list)
 
     def high_water_marks(self) -> dict[str, int]:
         """The floors, raised to every channel's current sequence."""

@@ -2,8 +2,11 @@
 
 A backup holds what `Store.export` gives: every channel with its whole history, the revocations
 with their entries in revocation order, the publishers (token hashes only), the customer records,
-the high-water marks and the epoch and generation it was taken at. A backup written before
-customer records existed has no `customers` and restores none. Rate-limit counters are not kept.
+the high-water marks, the halted releases (with the halt that stopped them) and the epoch and
+generation it was taken at (`take_backup`, `restore_backup`). A backup written before customer
+records or halts existed has no `customers` or `halts` and restores none. Rate-limit counters,
+rollout reports, the fleet's instances and the event log are not kept: they describe the clusters
+as they were, and come back as the clusters poll and report again.
 
 The file is written to a temporary file in the same directory, flushed to disk and renamed over
 the target, so a crash leaves the old backup or the new one, never half of one. Reading refuses a
@@ -16,12 +19,14 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from deployd.errors import DeploydError
 from deployd.protocol import utc_now
-from deployd.store import ChannelRecord, CustomerRecord, PublisherRecord, StoreContents
+from deployd.rollouts.records import RESUME, RolloutEvent
+from deployd.store import ChannelRecord, CustomerRecord, PublisherRecord, Store, StoreContents
 
 FORMAT = "deployd-store-backup"
 VERSION = 1
@@ -50,7 +55,28 @@ def backup_document(contents: StoreContents) -> dict[str, Any]:
         ],
         "publishers": [json.loads(p.to_json()) for p in contents.publishers],
         "customers": [customer.to_dict() for customer in contents.customers],
+        "halts": [json.loads(halt.to_json()) for halt in contents.halts],
     }
+
+
+def take_backup(store: Store) -> StoreContents:
+    """Everything a backup holds: `store.export()` and the halts in force."""
+    contents = store.export()
+    halts = [halt for by_release in store.halts().values() for halt in by_release.values()]
+    return replace(contents, halts=sorted(halts, key=lambda h: (h.channel, h.release)))
+
+
+def restore_backup(store: Store, contents: StoreContents, *, force: bool = False) -> str:
+    """`store.restore(contents)`, then the backup's halts, and only those, in force; the epoch."""
+    epoch = store.restore(contents, force=force)
+    kept = {(halt.channel, halt.release) for halt in contents.halts}
+    for by_release in store.halts().values():
+        for halt in by_release.values():
+            if (halt.channel, halt.release) not in kept:
+                store.resume_release(replace(halt, kind=RESUME, reason="restored from a backup"))
+    for halt in contents.halts:
+        store.halt_release(halt)
+    return epoch
 
 
 def write_backup(contents: StoreContents, path: str | Path) -> None:
@@ -108,6 +134,7 @@ def _contents(data: dict[str, Any]) -> StoreContents:
     ]
     publishers = [PublisherRecord.from_json(json.dumps(p)) for p in _list(data["publishers"])]
     customers = [CustomerRecord.from_dict(_dict(c)) for c in _list(data.get("customers", []))]
+    halts = [RolloutEvent.from_json(json.dumps(_dict(h))) for h in _list(data.get("halts", []))]
     marks = {_text(name): _int(mark) for name, mark in _dict(data["highWaterMarks"]).items()}
     epoch = data["epoch"]
     return StoreContents(
@@ -118,6 +145,7 @@ def _contents(data: dict[str, Any]) -> StoreContents:
         publishers=publishers,
         floors=marks,
         customers=customers,
+        halts=halts,
     )
 
 

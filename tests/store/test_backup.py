@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
 from deployd.cli.main import main
-from deployd.store.backup import VERSION, BackupError, read_backup, write_backup
+from deployd.rollouts.records import RolloutEvent
+from deployd.store.backup import (
+    VERSION,
+    BackupError,
+    read_backup,
+    restore_backup,
+    take_backup,
+    write_backup,
+)
 from deployd.store.memory import MemoryStore
+from tests.support.backends import BACKENDS, open_backend
 
 
 @pytest.fixture
@@ -101,3 +111,38 @@ def test_an_unknown_version_or_another_file_is_refused(contents, tmp_path, capsy
         read_backup(path)
     code = main(["store", "restore", str(path), "--redis-url", "redis://127.0.0.1:1/0"])
     assert code == 1 and "not a deployd store backup" in capsys.readouterr().err
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    yield from open_backend(request)
+
+
+def halt(release: str) -> RolloutEvent:
+    numbers = {"failed": 3}
+    return RolloutEvent(
+        "halt", "stable", release, "2026-11-29T15:00:00Z", "policy", "3 failed", numbers
+    )
+
+
+def test_halts_in_force_survive_a_backup_and_a_restore(backend, tmp_path):
+    # A restore used to resume every halted release: a release halted for cause went back out.
+    source = MemoryStore()
+    source.halt_release(halt("1.3.0"))
+    source.halt_release(halt("1.4.0"))
+    source.resume_release(replace(halt("1.4.0"), kind="resume", by="ops"))
+    path = tmp_path / "backup.json"
+    write_backup(take_backup(source), path)
+    backend.halt_release(halt("1.5.0"))  # halted in the store restored over, not in the backup
+    restore_backup(backend, read_backup(path), force=True)
+    assert {ch: sorted(h) for ch, h in backend.halts().items()} == {"stable": ["1.3.0"]}
+    assert backend.halts()["stable"]["1.3.0"].numbers == {"failed": 3}
+
+
+def test_a_backup_from_before_halts_restores_none(contents, tmp_path):
+    path = tmp_path / "backup.json"
+    write_backup(contents, path)
+    data = json.loads(path.read_text())
+    del data["halts"]
+    path.write_text(json.dumps(data))
+    assert read_backup(path).halts == []
