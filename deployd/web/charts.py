@@ -63,7 +63,7 @@ def _svg(
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     step = plot_w / max(len(points), 1)
     scale = plot_h / top if top else 0.0
-    parts = [_axes(top, plot_h, unit)]
+    parts = [_axes(top, plot_h)]
     for index, (label, values) in enumerate(points):
         x = LEFT + index * step
         parts.append(_bar(x, max(step - 1, 1), label, values, names, scale, unit))
@@ -84,14 +84,13 @@ def _svg(
     )
 
 
-def _axes(top: int, plot_h: float, unit: str) -> Markup:
+def _axes(top: int, plot_h: float) -> Markup:
     base = TOP + plot_h
     return Markup(
         '<line class="axis" x1="{l}" y1="{b}" x2="{r}" y2="{b}"/>'
         '<text x="{tx}" y="{b}" text-anchor="end">0</text>'
         '<text x="{tx}" y="{t}" text-anchor="end">{top}</text>'
-        '<text x="2" y="{t}" class="unit">{unit}</text>'
-    ).format(l=LEFT, r=WIDTH - RIGHT, b=base, tx=LEFT - 4, t=TOP + 10, top=top, unit=unit[:6])
+    ).format(l=LEFT, r=WIDTH - RIGHT, b=base, tx=LEFT - 4, t=TOP + 10, top=top)
 
 
 def _bar(
