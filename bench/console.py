@@ -102,11 +102,14 @@ def measure(store: RedisStore, redis_url: str, tmp: Path) -> int:
             samples.append((time.perf_counter() - started) * 1000)
             assert answer.status_code == 200, (path, answer.status_code)
         median, worst = statistics.median(samples[1:]), max(samples[1:])
-        failed |= median > TARGET_MS
+        target = OWN_TARGETS.get(name, TARGET_MS)
+        failed |= median > target
         print(
-            f"{name:<32} {median:7.1f} ms median {worst:7.1f} ms worst ({len(answer.data)} bytes)"
+            f"{name:<32} {median:6.1f} ms median {worst:6.1f} ms worst"
+            f"  (target {target:.0f} ms; {len(answer.data)} bytes)"
         )
-    print(f"console bench: target {'MISSED' if failed else 'met'} (median < {TARGET_MS:.0f} ms)")
+    verdict = "MISSED" if failed else "met"
+    print(f"console bench: targets {verdict} (median under each page's target)")
     return 1 if failed else 0
 
 

@@ -331,3 +331,16 @@ def test_events_bad_page_and_newest_first(world):
     )
     page = client.get("/console/events").text
     assert re.search(r"<td>halt</td><td>alice</td>\s*<td>stable</td>", page)
+
+
+def test_no_token_reaches_a_log_or_a_page(world, caplog):
+    caplog.set_level("DEBUG")
+    token = world.publisher_token()
+    client = world.app.test_client()
+    csrf = csrf_of(client.get("/console/sign-in").text)
+    wrong = token[:-4] + "AAAA"
+    refused = client.post("/console/sign-in", data={"token": wrong, "csrf_token": csrf})
+    signed_in = client.post("/console/sign-in", data={"token": token, "csrf_token": csrf})
+    page = client.get("/console/")
+    for text in (refused.text, page.text, caplog.text, str(signed_in.headers)):
+        assert token not in text and wrong not in text and token[5:20] not in text
