@@ -6,7 +6,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Blueprint, Response, current_app, g, make_response, render_template, request
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    g,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from werkzeug.wrappers import Response as BaseResponse
 
 from deployd import __version__
@@ -89,8 +99,6 @@ def _to_sign_in() -> BaseResponse:
             code="console_signed_out",
             status=401,
         )
-    from flask import redirect, url_for
-
     return redirect(url_for("console.sign_in_form"), code=303)
 
 
@@ -149,8 +157,6 @@ def page(
 
 
 def _nav() -> list[dict[str, Any]]:
-    from flask import url_for
-
     section = (request.endpoint or "").split("_")[0]
     return [
         {"href": url_for(endpoint), "label": label, "current": endpoint.startswith(section)}
