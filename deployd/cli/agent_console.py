@@ -87,7 +87,6 @@ def run_with_console(
     tls = bool(args.console_cert or args.console_key)
     check_bind(address, tls=tls, allow_plain_http=args.console_allow_plain_http)
     passwords = PasswordFile(Path(args.cache_dir))
-    first_password = passwords.ensure()
     control = AgentControl(poller, reconciler)
     context = ConsoleContext(control=control, values_file=values_file, passwords=passwords)
     server = ConsoleServer(
@@ -96,6 +95,7 @@ def run_with_console(
         cert=Path(args.console_cert) if args.console_cert else None,
         key=Path(args.console_key) if args.console_key else None,
     )
+    first_password = passwords.ensure()
     if first_password is not None:
         # Printed once, to the terminal only (never to the log); only its hash is kept.
         print(
