@@ -22,16 +22,20 @@ CACHED_USER_VALUES_FILE = "user-values.yaml"
 
 
 class UserValuesFile:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, given: bool) -> None:
         self.path = path
+        self.given = given
 
     @classmethod
     def for_agent(cls, user_values: str | None, cache_dir: Path) -> UserValuesFile:
-        return cls(Path(user_values) if user_values else Path(cache_dir) / CACHED_USER_VALUES_FILE)
+        if user_values:
+            return cls(Path(user_values), given=True)
+        return cls(Path(cache_dir) / CACHED_USER_VALUES_FILE, given=False)
 
     def load(self) -> dict[str, Any] | None:
-        """The values in the file, or None when there is no file yet; InputError if unusable."""
-        if not self.path.exists():
+        """The values in the file, or None when the cache holds none yet; InputError when the
+        file is unusable, or was given (``--user-values``) and cannot be read."""
+        if not self.given and not self.path.exists():
             return None
         return load_values_file(self.path)
 
