@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from flask import Flask, Response, g, jsonify, redirect, render_template, reques
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
+from deployd import __version__
 from deployd.agentconsole.control import AgentControl
 from deployd.agentconsole.password import PasswordFile
 from deployd.agentconsole.sessions import LoginLimiter, Session, SessionStore
@@ -34,6 +36,8 @@ from deployd.agentconsole.views import (
 from deployd.client.errors import FetchError, InputError
 from deployd.client.hierarchy import RELEASE_PIN_KEY
 from deployd.errors import ConfigError
+from deployd.web import assets_blueprint
+from deployd.web.csrf import FORM_FIELD, CsrfTokens
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +51,12 @@ _SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
-_PUBLIC_ENDPOINTS = {"login", "sign_in", "static"}
+_PUBLIC_ENDPOINTS = {"login", "sign_in", "web.static"}
+CONSOLE_NAME = "deployd system console"
+PAUSED_WARNING = (
+    "Updates are paused: the agent polls but applies nothing until you resume or apply now."
+)
+_NAV = (("/", "Status"), ("/values", "Values"), ("/releases", "Releases"))
 
 
 @dataclass
@@ -61,6 +70,7 @@ class ConsoleContext:
     limiter: LoginLimiter = field(default_factory=LoginLimiter)
     clock: Callable[[], float] = time.time
     catalog: ReleaseCatalog | None = None
+    csrf: CsrfTokens = field(default_factory=lambda: CsrfTokens(secrets.token_bytes(32)))
 
     def __post_init__(self) -> None:
         if self.catalog is None:
@@ -76,6 +86,7 @@ def create_console_app(context: ConsoleContext) -> Flask:
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_FORM_BYTES
     app.extensions["deployd_console"] = context
+    app.register_blueprint(assets_blueprint())
 
     @app.before_request
     def authenticate() -> BaseResponse | None:
@@ -83,7 +94,7 @@ def create_console_app(context: ConsoleContext) -> Flask:
         if request.method == "POST":
             _check_origin()
             if request.endpoint != "sign_in":
-                _check_csrf(g.session)
+                _check_csrf(context, g.session)
         if g.session is None and request.endpoint not in _PUBLIC_ENDPOINTS:
             return redirect("/login", code=303)
         return None
@@ -102,7 +113,8 @@ def create_console_app(context: ConsoleContext) -> Flask:
         )
         message = error.description or error.name or "error"
         if request.accept_mimetypes.accept_html:
-            page = render_template("error.html", code=code, message=message, status=status)
+            g.session = None  # an error page offers no forms
+            page = _page("error.html", context, status, title=f"{status}: {code}", error=message)
             return page, status
         return jsonify({"error": {"code": code, "message": message}}), status
 
@@ -132,21 +144,43 @@ def _check_origin() -> None:
         raise ConsoleRefusal(403, "cross_origin", "this form was sent from another site")
 
 
-def _check_csrf(session: Session | None) -> None:
+def _check_csrf(context: ConsoleContext, session: Session | None) -> None:
     if session is None:
         raise ConsoleRefusal(403, "signed_out", "sign in again: your session has ended")
-    if not session.csrf_matches(request.form.get("csrf_token")):
+    if not context.csrf.check(session.id, request.form.get(FORM_FIELD)):
         raise ConsoleRefusal(
             403, "csrf_failed", "the form is out of date or was not sent by this console"
         )
 
 
-def _page(template: str, context: ConsoleContext, status: int = 200, **values: Any) -> Response:
+def _page(
+    template: str,
+    context: ConsoleContext,
+    status: int = 200,
+    *,
+    title: str,
+    error: str | None = None,
+    notice: str | None = None,
+    warning: str | None = None,
+    **values: Any,
+) -> Response:
     session: Session | None = g.get("session")
+    shown = (("error", error), ("warn", warning), ("ok", notice))
+    messages = [{"kind": kind, "text": text} for kind, text in shown if text]
     body = render_template(
-        template,
-        csrf_token=session.csrf_token if session else "",
-        signed_in=session is not None,
+        f"agentconsole/{template}",
+        page_title=title,
+        console_name=CONSOLE_NAME,
+        deployd_version=__version__,
+        nav=[
+            {"href": href, "label": label, "current": request.path == href} for href, label in _NAV
+        ]
+        if session
+        else [],
+        signed_in_as="administrator" if session else None,
+        sign_out_url="/logout",
+        csrf_token=context.csrf.issue(session.id) if session else "",
+        messages=messages,
         status=context.control.status,
         paused=context.control.status.paused,
         **values,
@@ -160,21 +194,23 @@ def _routes(app: Flask, context: ConsoleContext) -> None:
 
     @app.get("/login")
     def login() -> BaseResponse:
-        return _page("login.html", context)
+        return _page("login.html", context, title="Sign in")
 
     @app.post("/login")
     def sign_in() -> BaseResponse:
         wait = context.limiter.retry_after()
         if wait > 0:
             message = f"Too many failed sign-ins: try again in {math.ceil(wait)} seconds."
-            limited = _page("login.html", context, 429, error=message)
+            limited = _page("login.html", context, 429, title="Sign in", error=message)
             limited.headers["Retry-After"] = str(math.ceil(wait))
             return limited
         stored = context.passwords.load()
         if stored is None or not stored.matches(request.form.get("password", "")):
             context.limiter.failed()
             logger.warning("a sign-in to the system console failed")
-            return _page("login.html", context, 401, error="That password is not right.")
+            return _page(
+                "login.html", context, 401, title="Sign in", error="That password is not right."
+            )
         session = context.sessions.create(stored.stamp)
         logger.info("signed in to the system console")
         response: BaseResponse = redirect("/", code=303)
@@ -203,6 +239,8 @@ def _routes(app: Flask, context: ConsoleContext) -> None:
         return _page(
             "status.html",
             context,
+            title="Status",
+            warning=PAUSED_WARNING if control.status.paused else None,
             channel=poller.expected_channel,
             held_release=spec.release if spec else None,
             running=applied.release if applied else None,
@@ -225,6 +263,7 @@ def _routes(app: Flask, context: ConsoleContext) -> None:
             "values.html",
             context,
             status,
+            title="Values",
             text=text,
             values_path=str(context.values_file.path),
             channel_yaml=_channel_layer(),
@@ -265,7 +304,9 @@ def _routes(app: Flask, context: ConsoleContext) -> None:
             return values_page(text, 400, error=e.message)
         control.set_user_values(parsed)
         logger.info("user values saved in the system console to %s", context.values_file.path)
-        return values_page(context.values_file.text(), preview=shown, saved=True)
+        notice = f"Saved to {context.values_file.path}; the agent applies the result now"
+        notice += " (updates are paused: on resume)." if control.status.paused else "."
+        return values_page(context.values_file.text(), preview=shown, notice=notice)
 
     def poller_check(values: dict[str, Any]) -> None:
         pin = values.get(RELEASE_PIN_KEY)
@@ -285,8 +326,9 @@ def _routes(app: Flask, context: ConsoleContext) -> None:
         return _page(
             "releases.html",
             context,
+            title="Releases",
             releases=offered,
-            problem=problem,
+            error=problem,
             pinned=poller.pinned_release,
             held_release=poller.held_spec.release if poller.held_spec else None,
         )
@@ -312,8 +354,8 @@ def _routes(app: Flask, context: ConsoleContext) -> None:
             "releases.html",
             context,
             400,
+            title="Releases",
             releases=[],
-            problem=None,
             error=message,
             pinned=poller.pinned_release,
             held_release=poller.held_spec.release if poller.held_spec else None,

@@ -1,13 +1,12 @@
-"""Signed-in sessions of the system console, their CSRF tokens, and the limit on sign-in attempts.
+"""Signed-in sessions of the system console and the limit on sign-in attempts.
 
 Sessions live in the agent's memory only (a restart signs everyone out): a random id in an
-``HttpOnly``, ``SameSite=Strict`` cookie, expiring after `ttl` seconds, each with its own CSRF
-token that every form carries back.
+``HttpOnly``, ``SameSite=Strict`` cookie, expiring after `ttl` seconds. Their CSRF tokens are
+`deployd.web.csrf` tokens of the session id.
 """
 
 from __future__ import annotations
 
-import hmac
 import secrets
 import threading
 import time
@@ -22,12 +21,8 @@ MAX_SESSIONS = 64
 @dataclass(frozen=True)
 class Session:
     id: str
-    csrf_token: str
     expires_at: float
     password_stamp: str
-
-    def csrf_matches(self, offered: str | None) -> bool:
-        return offered is not None and hmac.compare_digest(offered, self.csrf_token)
 
 
 class SessionStore:
@@ -42,7 +37,6 @@ class SessionStore:
     def create(self, password_stamp: str) -> Session:
         session = Session(
             id=secrets.token_urlsafe(32),
-            csrf_token=secrets.token_urlsafe(32),
             expires_at=self.clock() + self.ttl,
             password_stamp=password_stamp,
         )

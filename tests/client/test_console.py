@@ -267,14 +267,14 @@ def test_status_shows_the_channel_release_polls_and_license(console, live):
     assert re.search(r"Last reconcile [\d:TZ-]+: applied", page)
     assert re.search(r"Next poll \d{4}-", page)
     assert "customer acme" in page and "89 days left" in page
-    assert 'class="expiring"' not in response.get_data(as_text=True)
+    assert 'class="badge ok" id="days-left"' in response.get_data(as_text=True)
 
 
 def test_a_license_expiring_within_30_days_is_highlighted(console, live):
     c = console(license=live.world.license(expires_in=timedelta(days=10)))
     c.sign_in()
     html = c.client.get("/", headers=HTML).get_data(as_text=True)
-    assert re.search(r'class="expiring" id="days-left">9 days left', html)
+    assert re.search(r'class="badge bad" id="days-left">9 days left', html)
 
 
 def test_pause_stops_applying_and_resume_and_apply_now_go_on(console, live):
@@ -333,7 +333,7 @@ def test_saving_values_writes_the_cache_file_and_the_agent_applies_them(console,
     c.sign_in()
     text = "# ours\nsite: {replicas: 5}\n"
     response = c.post("/values", values=text, action="save")
-    assert response.status_code == 200 and 'id="saved"' in response.get_data(as_text=True)
+    assert response.status_code == 200 and "Saved to" in text_of(response)
     assert c.values_file.path == c.cache / "user-values.yaml"
     assert c.values_file.path.read_text() == text  # as typed, comments kept
     assert c.values_file.path.stat().st_mode & 0o777 == 0o600
