@@ -84,7 +84,7 @@ class ConsoleContext:
 
 
 def create_console_app(context: ConsoleContext) -> Flask:
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)  # the shared assets blueprint serves /static
     app.config["MAX_CONTENT_LENGTH"] = MAX_FORM_BYTES
     app.extensions["deployd_console"] = context
     app.register_blueprint(assets_blueprint())

@@ -524,3 +524,13 @@ def test_the_agent_still_requires_its_arguments(capsys):
     with pytest.raises(SystemExit):
         main(["agent", "--trust-key", "k.pub", "--write", "out.json"])
     assert "one of the arguments --server --offline-spec is required" in capsys.readouterr().err
+
+
+def test_the_stylesheet_is_served_by_the_console_itself(console):
+    c = console()
+    page = c.client.get("/login", headers=HTML).get_data(as_text=True)
+    href = re.search(r'<link rel="stylesheet" href="([^"]+)"', page).group(1)
+    assert href.startswith("/")  # no CDN: the page works offline
+    with c.client.get(href) as css:
+        assert css.status_code == 200
+        assert "prefers-color-scheme: dark" in css.get_data(as_text=True)
