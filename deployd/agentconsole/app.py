@@ -72,6 +72,9 @@ class ConsoleContext:
     clock: Callable[[], float] = time.time
     catalog: ReleaseCatalog | None = None
     csrf: CsrfTokens = field(default_factory=lambda: CsrfTokens(secrets.token_bytes(32)))
+    # Host names the console answers to (None: any). A loopback console answers only to
+    # loopback names, so a site that rebinds its own name to 127.0.0.1 reaches nothing.
+    allowed_hosts: frozenset[str] | None = None
 
     def __post_init__(self) -> None:
         if self.catalog is None:
@@ -91,6 +94,8 @@ def create_console_app(context: ConsoleContext) -> Flask:
 
     @app.before_request
     def authenticate() -> BaseResponse | None:
+        g.session = None
+        _check_host(context.allowed_hosts)
         g.session = _current_session(context)
         if request.method == "POST":
             _check_origin()
@@ -135,6 +140,11 @@ def _current_session(context: ConsoleContext) -> Session | None:
     if stored is None:
         return None
     return context.sessions.get(request.cookies.get(SESSION_COOKIE), stored.stamp)
+
+
+def _check_host(allowed: frozenset[str] | None) -> None:
+    if allowed is not None and (urlsplit(f"//{request.host}").hostname or "") not in allowed:
+        raise ConsoleRefusal(421, "unknown_host", "this console does not answer to that host name")
 
 
 def _check_origin() -> None:

@@ -28,6 +28,7 @@ from deployd.errors import ConfigError
 logger = logging.getLogger(__name__)
 
 DEFAULT_CONSOLE_HOST = "127.0.0.1"
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,11 @@ class ConsoleAddress:
         if not port.isdigit() or not 0 <= int(port) <= 65535:
             raise ConfigError(f"--console {text!r}: give HOST:PORT, e.g. 127.0.0.1:8700")
         return cls(host, int(port))
+
+    @property
+    def allowed_hosts(self) -> frozenset[str] | None:
+        """The Host names to answer to: loopback names for a loopback console, else any."""
+        return LOOPBACK_NAMES | {self.host} if self.is_loopback else None
 
     @property
     def is_loopback(self) -> bool:

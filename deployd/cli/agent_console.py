@@ -88,7 +88,12 @@ def run_with_console(
     check_bind(address, tls=tls, allow_plain_http=args.console_allow_plain_http)
     passwords = PasswordFile(Path(args.cache_dir))
     control = AgentControl(poller, reconciler)
-    context = ConsoleContext(control=control, values_file=values_file, passwords=passwords)
+    context = ConsoleContext(
+        control=control,
+        values_file=values_file,
+        passwords=passwords,
+        allowed_hosts=address.allowed_hosts,
+    )
     server = ConsoleServer(
         create_console_app(context),
         address,

@@ -15,6 +15,7 @@ import yaml
 from deployd.agentconsole.app import SESSION_COOKIE, ConsoleContext, create_console_app
 from deployd.agentconsole.control import AgentControl
 from deployd.agentconsole.password import PasswordFile
+from deployd.agentconsole.server import ConsoleAddress
 from deployd.agentconsole.sessions import LoginLimiter
 from deployd.agentconsole.uservalues import UserValuesFile
 from deployd.cli.main import main
@@ -44,7 +45,7 @@ def wait_for(condition, what: str, timeout: float = 30.0):
 class Console:
     """A console app over a running agent loop (its own thread), as `deployd agent` wires it."""
 
-    def __init__(self, tmp_path, config, *, values_path=None) -> None:
+    def __init__(self, tmp_path, config, *, values_path=None, allowed_hosts=None) -> None:
         self.cache = config.cache_dir
         self.out = tmp_path / "out" / "spec.yaml"
         self.values_file = UserValuesFile.for_agent(values_path, self.cache)
@@ -58,6 +59,7 @@ class Console:
             values_file=self.values_file,
             passwords=self.passwords,
             limiter=LoginLimiter(max_failures=3, window=60, clock=self.limiter_clock),
+            allowed_hosts=allowed_hosts,
         )
         self.client = create_console_app(self.context).test_client()
         self._thread = threading.Thread(target=self.control.run, daemon=True)
@@ -231,6 +233,18 @@ def test_a_form_sent_from_another_site_is_refused(console):
     same_site = {**HTML, "Origin": "http://localhost"}
     response = c.client.post("/control/pause", data={"csrf_token": token}, headers=same_site)
     assert response.status_code == 303
+
+
+def test_a_loopback_console_answers_only_to_loopback_names(console):
+    loopback = ConsoleAddress.parse("127.0.0.1:8700")
+    c = console(allowed_hosts=loopback.allowed_hosts)
+    for name in ("localhost", "127.0.0.1:8700", "[::1]:8700"):
+        assert c.client.get("/login", headers={**HTML, "Host": name}).status_code == 200
+    rebound = c.client.post(
+        "/login", data={"password": PASSWORD}, headers={**HTML, "Host": "attacker.example"}
+    )
+    assert rebound.status_code == 421
+    assert "Set-Cookie" not in rebound.headers
 
 
 def test_errors_are_pages_for_browsers_and_json_for_tools(console):
