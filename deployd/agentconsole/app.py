@@ -124,6 +124,11 @@ def create_console_app(context: ConsoleContext) -> Flask:
             return page, status
         return jsonify({"error": {"code": code, "message": message}}), status
 
+    @app.errorhandler(Exception)
+    def unexpected(error: Exception) -> tuple[Response | str, int]:
+        logger.exception("the system console failed on %s %s", request.method, request.path)
+        return http_error(ConsoleRefusal(500, "internal_error", "the console failed; see the log"))
+
     _routes(app, context)
     return app
 

@@ -257,6 +257,18 @@ def test_errors_are_pages_for_browsers_and_json_for_tools(console):
     assert set(tool.get_json()["error"]) == {"code", "message"}
 
 
+def test_a_failure_is_a_plain_error_page_without_a_traceback(console):
+    c = console()
+    (c.cache / "console-password.json").write_text("{damaged")
+    page = c.client.get("/", headers=HTML)
+    assert page.status_code == 500 and "Traceback" not in page.get_data(as_text=True)
+    assert "the console failed; see the log" in text_of(page)
+    tool = c.client.get("/", headers={"Accept": "application/json"})
+    assert tool.get_json() == {
+        "error": {"code": "internal_error", "message": "the console failed; see the log"}
+    }
+
+
 def test_pages_forbid_framing_caching_and_foreign_content(console):
     c = console()
     c.sign_in()
