@@ -23,6 +23,8 @@ CONTRACT_PATH = "/openapi.yaml"
 EVENTS_PATH = "/api/v1/events"
 FLEET_PATH = "/api/v1/fleet"
 ADOPTION_PATH = CHANNELS_PATH + "/<name>/adoption"  # as a Flask route
+# The release console's pages (deployd.console), for people in a browser.
+CONSOLE_PATH = "/console"
 # What an instance reports after each reconcile (deployd.rollouts).
 REPORT_PATH = "/api/v1/operator/report"
 

@@ -28,20 +28,23 @@ MAX_FAST_BODY_BYTES = 16_384
 @bp.post(VALIDATE_PATH)
 def validate() -> Response:
     services().limit_address(request.remote_addr)
-    unverified_license = _license_in(request.get_json(silent=True))
+    verdict = license_verdict(services(), _license_in(request.get_json(silent=True)))
+    return Response(verdict_body(**verdict), mimetype="application/json")
+
+
+def license_verdict(deployd: Services, unverified_license: str | None) -> dict[str, Any]:
+    """The verdict on a license: valid, code, message and claims (the release console shows it).
+
+    A correctly signed license that fails a later check (expired, revoked...) still shows its
+    claims, so a support tool can tell whose it is and when it expired.
+    """
     try:
         if not unverified_license:
             raise LicenseError("missing", "no license given")
-        license = services().verify_license(unverified_license)
+        license = deployd.verify_license(unverified_license)
     except LicenseError as e:
-        # A correctly signed license that fails a later check (expired, revoked...) still shows
-        # its claims, so a support tool can tell whose it is and when it expired.
-        verdict = verdict_body(valid=False, code=e.code, message=e.message, claims=e.claims)
-    else:
-        verdict = verdict_body(
-            valid=True, code="valid", message="license is valid", claims=license.claims
-        )
-    return Response(verdict, mimetype="application/json")
+        return {"valid": False, "code": e.code, "message": e.message, "claims": e.claims}
+    return {"valid": True, "code": "valid", "message": "license is valid", "claims": license.claims}
 
 
 def _license_in(payload: Any) -> str | None:

@@ -61,7 +61,11 @@ MAX_REASON_LENGTH = 1000
 
 
 def authenticator() -> PublisherAuthenticator:
-    found: PublisherAuthenticator = current_app.extensions[EXTENSION]
+    return authenticator_of(current_app)
+
+
+def authenticator_of(app: Flask) -> PublisherAuthenticator:
+    found: PublisherAuthenticator = app.extensions[EXTENSION]
     return found
 
 

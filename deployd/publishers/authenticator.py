@@ -38,7 +38,11 @@ class PublisherAuthenticator:
             raise PublisherAuthError(
                 "that is not a publisher token (dpub_...); a license never grants publishing"
             )
-        digest = token_hash(unverified_token)
+        return self.authenticate_hash(token_hash(unverified_token))
+
+    def authenticate_hash(self, digest: str) -> Publisher:
+        """The publisher whose token hashes to `digest` (a console session keeps only the hash);
+        PublisherAuthError when no known token does, as `authenticate`."""
         found = None
         for known, publisher in self.static.items():
             if hmac.compare_digest(known, digest):

@@ -10,6 +10,7 @@ from flask import Flask, Response, g, request
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from deployd import console
 from deployd.api import (
     catalog,
     customers,
@@ -65,6 +66,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     modules = (error_handlers, meta, operator, licenses, catalog, publishing, customers, events)
     for module in (*modules, fleet, rollouts):
         module.init_app(app)
+    console.init_app(app, publishing.authenticator_of(app))
     # Repeat polls are answered from memory before Flask (deployd/api/fastpath.py).
     fast_handlers = {SPEC_PATH: fast_spec, VALIDATE_PATH: fast_validate}
     app.wsgi_app = _ServingFastPath(app.wsgi_app, deployd, fast_handlers)  # type: ignore[method-assign]
