@@ -16,7 +16,14 @@ import sys
 import threading
 from pathlib import Path
 
+from deployd.agentconsole.uservalues import UserValuesFile
 from deployd.cli import Subparsers
+from deployd.cli.agent_console import (
+    DEFAULT_CACHE_DIR,
+    console_options,
+    register_password_command,
+    run_with_console,
+)
 from deployd.client import (
     ClientConfig,
     CommandReconciler,
@@ -39,7 +46,6 @@ logger = logging.getLogger(__name__)
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_STALE = 3
-DEFAULT_CACHE_DIR = ".deployd/agent"
 
 
 def _positive_float(text: str) -> float:
@@ -61,7 +67,8 @@ def register(subparsers: Subparsers) -> None:
         "or a file whenever it changes. Exit codes with --once: 0 applied or unchanged, 3 served "
         "from the last good spec because the server failed, 1 failure.",
     )
-    source = parser.add_mutually_exclusive_group(required=True)
+    # Not required here, so that `deployd agent console-password` parses; `run` checks them.
+    source = parser.add_mutually_exclusive_group()
     source.add_argument("--server", metavar="URL", help="base URL of the deployd server")
     source.add_argument(
         "--offline-spec",
@@ -87,7 +94,6 @@ def register(subparsers: Subparsers) -> None:
         "--trust-key",
         metavar="FILE",
         action="append",
-        required=True,
         help="trusted spec-signing key: PEM public key (key id = file stem) or JWKS JSON; repeat "
         "to trust several (key rotation)",
     )
@@ -98,7 +104,7 @@ def register(subparsers: Subparsers) -> None:
     custom.add_argument(
         "--cr", metavar="FILE", help="a whole custom resource manifest (spec.chart, spec.values)"
     )
-    action = parser.add_mutually_exclusive_group(required=True)
+    action = parser.add_mutually_exclusive_group()
     action.add_argument(
         "--exec",
         dest="command",
@@ -147,14 +153,33 @@ def register(subparsers: Subparsers) -> None:
         help="do not report the outcome of each reconcile to the server (by default it is sent,"
         " in the background, with the instance id kept in the cache directory)",
     )
-    parser.set_defaults(func=run)
+    console_options(parser)
+    parser.set_defaults(func=run, agent_parser=parser)
+    commands = parser.add_subparsers(dest="agent_command", metavar="COMMAND")
+    register_password_command(commands)
+
+
+def _check_required(args: argparse.Namespace) -> None:
+    parser: argparse.ArgumentParser = args.agent_parser
+    if not args.trust_key:
+        parser.error("the following arguments are required: --trust-key")
+    if not (args.server or args.offline_spec):
+        parser.error("one of the arguments --server --offline-spec is required")
+    if not (args.command or args.write):
+        parser.error("one of the arguments --exec --write is required")
+    if args.once and args.console:
+        parser.error("--console serves the console while the agent runs: drop --once")
 
 
 def run(args: argparse.Namespace) -> int:
+    _check_required(args)
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    user_values = load_values_file(args.user_values) if args.user_values else None
+    values_file = UserValuesFile.for_agent(args.user_values, Path(args.cache_dir))
+    user_values = values_file.load()
+    if user_values is not None and not args.user_values:
+        logger.info("using the user values kept in %s", values_file.path)
     custom_resource = None
     if args.cr:
         custom_resource = load_custom_resource(args.cr)
@@ -199,6 +224,9 @@ def run(args: argparse.Namespace) -> int:
             )
         if args.once:
             return report(poller.sync_once(reconciler))
+        if args.console:
+            run_with_console(args, poller, reconciler, values_file)
+            return EXIT_OK
         stop = threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())

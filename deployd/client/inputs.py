@@ -91,6 +91,19 @@ def parse_custom_resource(document: Any, *, source: str = "<custom resource>") -
     )
 
 
+def parse_values_text(data: bytes, *, source: str) -> dict[str, Any]:
+    """A Helm values mapping from YAML or JSON text, checked like a values file; `source`
+    names it in the InputError raised for anything unusable."""
+    if len(data) > MAX_INPUT_BYTES:
+        raise InputError(f"{source}: larger than {MAX_INPUT_BYTES} bytes")
+    document = _parse_yaml(data, source)
+    if document is None:
+        return {}
+    if not isinstance(document, dict):
+        raise InputError(f"{source}: a values file must hold a mapping")
+    return document
+
+
 def _load_yaml(path: Path) -> Any:
     try:
         with path.open("rb") as f:
@@ -99,18 +112,22 @@ def _load_yaml(path: Path) -> Any:
         raise InputError(f"{path}: cannot read: {e.strerror}") from e
     if len(data) > MAX_INPUT_BYTES:
         raise InputError(f"{path}: larger than {MAX_INPUT_BYTES} bytes")
+    return _parse_yaml(data, str(path))
+
+
+def _parse_yaml(data: bytes, source: str) -> Any:
     try:
         documents = list(yaml.load_all(data, Loader=_Loader))
     except yaml.YAMLError as e:
-        raise InputError(f"{path}: not valid YAML: {e}") from e
+        raise InputError(f"{source}: not valid YAML: {e}") from e
     if len(documents) > 1:
-        raise InputError(f"{path}: holds {len(documents)} YAML documents; give exactly one")
+        raise InputError(f"{source}: holds {len(documents)} YAML documents; give exactly one")
     document = documents[0] if documents else None
-    _check_size(document, path)
+    _check_size(document, source)
     return document
 
 
-def _check_size(document: Any, path: Path) -> None:
+def _check_size(document: Any, path: str) -> None:
     budget = MAX_INPUT_NODES
     stack = [document]
     while stack:

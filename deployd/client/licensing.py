@@ -62,15 +62,24 @@ def license_channel(license: str) -> str | None:
     Only used to know which channel to expect in a spec (mix-and-match check); the license is
     the client's own credential, so reading it unverified trusts nothing the server sent.
     """
+    channel = unverified_claims(license).get("channel")
+    return channel if isinstance(channel, str) and channel else None
+
+
+def unverified_claims(license: str) -> dict[str, Any]:
+    """The claims of a JWT license, read WITHOUT verifying it (``{}`` when it is no JWT).
+
+    For showing the client's own license to its administrator (customer, expiry) and choosing
+    the channel to expect; never for deciding what to trust.
+    """
     parts = license.split(".")
     if len(parts) != 3:
-        return None
+        return {}
     try:
         payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
     except (ValueError, binascii.Error):
-        return None
-    channel = payload.get("channel") if isinstance(payload, dict) else None
-    return channel if isinstance(channel, str) and channel else None
+        return {}
+    return payload if isinstance(payload, dict) else {}
 
 
 def _read_license_file(path: Path) -> str:

@@ -467,9 +467,18 @@ class Poller:
             result = self.sync_once(reconciler, force=force)
             if result.desired is not None:
                 force = False
-            stop_event.wait(self._next_delay(result))
+            stop_event.wait(self.next_delay(result))
 
-    def _next_delay(self, result: SyncResult) -> float:
+    def set_user_values(self, user_values: Mapping[str, Any]) -> None:
+        """Replace the user-input level (and the `_releaseId` pin it may carry); the next
+        `sync_once` merges with it. Raises InputError, changing nothing, for a bad pin."""
+        pin = self.config.release or _pin_from_inputs(user_values, self.custom_resource)
+        self.user_values = dict(user_values)
+        self.pinned_release = pin
+
+    def next_delay(self, result: SyncResult) -> float:
+        """Seconds to wait before the next poll after `result` (interval, backoff, Retry-After,
+        or 0 right after applying a new spec)."""
         delays: list[float] = []
         if result.action is SyncAction.FAILED:
             delays.append(self._reconcile_backoff.next_delay())
