@@ -298,6 +298,17 @@ def inspect_license() -> Response:
     return page("console/licenses.html", "Licenses", verdict=license_verdict(services(), text))
 
 
+def _licenses_refusal(error: BadRequestError) -> Response:
+    """The licenses page again, saying why nothing was changed."""
+    return page(
+        "console/licenses.html",
+        "Licenses",
+        status=400,
+        verdict=None,
+        error=f"Nothing was changed: {error.message}",
+    )
+
+
 @bp.get("/licenses/revoke")
 def confirm_revoke() -> Response:
     jti = request.args.get("jti", "")
@@ -305,13 +316,7 @@ def confirm_revoke() -> Response:
         require_scope(publisher(), REVOKE)
         _check_jti(jti)
     except BadRequestError as e:
-        return page(
-            "console/licenses.html",
-            "Licenses",
-            status=400,
-            verdict=None,
-            error=f"Nothing was changed: {e.message}",
-        )
+        return _licenses_refusal(e)
     return page("console/confirm_revoke.html", "Confirm", jti=jti)
 
 
@@ -325,13 +330,7 @@ def revoke() -> Response:
         if len(reason) > MAX_REASON:
             raise BadRequestError(f"The reason is longer than {MAX_REASON} characters.")
     except BadRequestError as e:
-        return page(
-            "console/licenses.html",
-            "Licenses",
-            status=400,
-            verdict=None,
-            error=f"Nothing was changed: {e.message}",
-        )
+        return _licenses_refusal(e)
     deployd = services()
     newly = revoke_license(deployd.store, jti, reason=reason, by=publisher().name)
     deployd.state.refresh(force=True)
