@@ -160,8 +160,19 @@ def _unwritable_tokens_file(tmp_path: Path) -> dict[str, object]:
         (lambda tmp_path: {"issuer": ""}, "issuer is required"),
         (_unwritable_tokens_file, "writable"),
         (lambda tmp_path: {"redis_url": "redis://127.0.0.1:port/0"}, "not a usable Redis URL"),
+        (
+            lambda tmp_path: {"redis_url": "redis://127.0.0.1:6379/0?cluster=true"},
+            "not a usable Redis URL: unknown option 'cluster'",
+        ),
     ],
-    ids=["no signing key", "no key directory", "no issuer", "tokens file", "Redis URL"],
+    ids=[
+        "no signing key",
+        "no key directory",
+        "no issuer",
+        "tokens file",
+        "Redis URL",
+        "Redis URL option",
+    ],
 )
 def test_check_configuration_refuses_without_the_store_what_the_server_would_refuse(
     production, tmp_path, change, complaint

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import fields as dataclass_fields
 from dataclasses import replace
@@ -145,9 +146,19 @@ class RedisStore:
                 health_check_interval=HEALTH_CHECK_SECONDS,
                 retry=Retry(NoBackoff(), 0),
             )
-        except ValueError as e:
+            # Options in the URL's query reach a connection only when one is made: make one (it
+            # connects to nothing) so an unknown option (`?cluster=true`) is this error now,
+            # not a TypeError at the first command.
+            pool = client.connection_pool
+            pool.connection_class(**pool.connection_kwargs)
+        except (ValueError, TypeError) as e:
             # The URL itself is not repeated: it may carry a password.
-            raise ConfigError(f"not a usable Redis URL: {e}") from e
+            unknown = re.search(r"unexpected keyword argument '(\w+)'", str(e))
+            why = f"unknown option {unknown.group(1)!r}" if unknown else str(e)
+            raise ConfigError(
+                f"not a usable Redis URL: {why} (deployd takes redis://, rediss:// and unix://"
+                " URLs of one Redis server; Sentinel and Cluster URLs are not supported yet)"
+            ) from e
         return cls(client, prefix=prefix)
 
     def close(self) -> None:

@@ -40,3 +40,14 @@ def test_output_into_a_reader_that_leaves_early_ends_quietly(server, token):
     _, err = process.communicate(timeout=60)
     assert b"Traceback" not in err and b"BrokenPipe" not in err, err.decode()
     assert process.returncode == 141
+
+
+@pytest.mark.parametrize(
+    "url", ["redis://127.0.0.1:6379/0?cluster=true", "redis+sentinel://127.0.0.1:26379/mymaster"]
+)
+def test_an_unsupported_redis_url_is_one_line_not_a_traceback(capsys, url):
+    # `?cluster=true` used to end in a TypeError traceback at the first command.
+    assert main(["store", "status", "--redis-url", url]) != 0
+    err = capsys.readouterr().err
+    assert err.startswith("deployd: error: not a usable Redis URL: ")
+    assert "Traceback" not in err and len(err.splitlines()) == 1
