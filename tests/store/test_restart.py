@@ -127,7 +127,10 @@ def test_backup_then_restore_after_redis_restarted_empty_serves_the_same_bytes(
     backup = tmp_path / "backups" / "deployd.json"
     backup.parent.mkdir()
     code, _, err = served.cli(capsys, "store", "backup", str(backup))
-    assert code == 0 and "2 channels, 1 revocations and 1 publishers" in err
+    assert (
+        code == 0
+        and "2 channels, 1 revocations, 1 publishers, 0 customer records and 0 halts" in err
+    )
     assert [p.name for p in backup.parent.iterdir()] == ["deployd.json"]
 
     served.redis.kill()
