@@ -149,8 +149,13 @@ def slow(seconds: float, then: Behaviour) -> Behaviour:
     return behaviour
 
 
-def oversize(size: int, *, declare_length: bool) -> Behaviour:
-    """A 200 of `size` bytes, announced in Content-Length or streamed in chunks without one."""
+def oversize(size: int, *, declare_length: bool, pause: float = 0.01) -> Behaviour:
+    """A 200 of `size` bytes, announced in Content-Length or streamed in chunks without one.
+
+    Chunks of 64 KiB leave `pause` seconds apart, so reading the whole body takes long enough
+    (size / 64 KiB * pause) that a test can tell a cut-off client from one that read to the end
+    with a wide margin instead of a tight clock.
+    """
 
     def behaviour(handler):
         handler.send_response(200)
@@ -170,6 +175,7 @@ def oversize(size: int, *, declare_length: bool) -> Behaviour:
                 else:
                     handler.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
                 sent += len(chunk)
+                time.sleep(pause)
             if not declare_length:
                 handler.wfile.write(b"0\r\n\r\n")
         except OSError:

@@ -76,8 +76,8 @@ def test_replayed_real_bytes_verify_and_answer_304(fault_server, fault_config, c
         (error(500, "internal", "boom"), PollOutcome.UNAVAILABLE, "internal"),
         (error(502, "bad_gateway", "upstream"), PollOutcome.UNAVAILABLE, "bad_gateway"),
         (hang_up, PollOutcome.UNAVAILABLE, "unreachable"),
-        (oversize(8_000_000, declare_length=True), PollOutcome.UNAVAILABLE, "oversize"),
-        (oversize(50_000_000, declare_length=False), PollOutcome.UNAVAILABLE, "oversize"),
+        (oversize(500_000_000, declare_length=True), PollOutcome.UNAVAILABLE, "oversize"),
+        (oversize(500_000_000, declare_length=False), PollOutcome.UNAVAILABLE, "oversize"),
     ],
 )
 def test_server_faults_keep_the_last_good_spec(
@@ -85,15 +85,17 @@ def test_server_faults_keep_the_last_good_spec(
 ):
     poll, elapsed = first_then(fault_server, fault_config, captured, misbehaviour)
     assert (poll.outcome, poll.reason) == (outcome, reason)
-    assert elapsed < 1.5  # an oversize body is cut off while streaming, not read to the end
+    # Reading a 500 MB body to the end would take over a minute (see `oversize`): the client
+    # refuses it at its limit instead. The bound is wide so that a busy machine cannot break it.
+    assert elapsed < 30
 
 
 def test_a_slow_server_past_the_read_timeout(fault_server, fault_config, captured):
     poll, elapsed = first_then(
-        fault_server, fault_config, captured, slow(1.0, replay(captured)), read_timeout=0.3
+        fault_server, fault_config, captured, slow(90.0, replay(captured)), read_timeout=0.3
     )
     assert (poll.outcome, poll.reason) == (PollOutcome.UNAVAILABLE, "timeout")
-    assert elapsed < 0.9
+    assert elapsed < 30  # without the read timeout it would wait the server's 90 s
 
 
 def test_a_server_dripping_bytes_past_the_total_timeout(fault_server, fault_config, captured):
@@ -106,7 +108,8 @@ def test_a_server_dripping_bytes_past_the_total_timeout(fault_server, fault_conf
         total_timeout=0.4,
     )
     assert (poll.outcome, poll.reason) == (PollOutcome.UNAVAILABLE, "timeout")
-    assert elapsed < 1.0
+    # Every byte arrives within the read timeout; the whole body would take minutes to drip.
+    assert elapsed < 30
 
 
 def test_a_body_changed_by_one_byte(fault_server, fault_config, captured):
