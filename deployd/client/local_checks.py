@@ -48,8 +48,9 @@ def check_license(checkup: Checkup) -> Outcome:
     details.update(expires=rfc3339(expires), days_left=days)
     if expires <= now:
         ago = int((now - expires) // DAY_SECONDS)
+        when = f"{ago} days ago" if ago else "less than a day ago"
         return failed(
-            f"the license of {customer} expired at {rfc3339(expires)} ({ago} days ago)",
+            f"the license of {customer} expired at {rfc3339(expires)} ({when})",
             "ask the vendor for a renewed license",
             **details,
         )

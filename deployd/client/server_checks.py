@@ -93,7 +93,7 @@ def check_dns(checkup: Checkup) -> Outcome:
     addresses = list(dict.fromkeys((str(info[4][0]), int(info[4][1])) for info in found))
     checkup.addresses = addresses
     shown = ", ".join(address for address, _ in addresses)
-    return passed(f"{host} is {shown}", addresses=[address for address, _ in addresses])
+    return passed(f"{host} resolves to {shown}", addresses=[address for address, _ in addresses])
 
 
 def check_tcp(checkup: Checkup) -> Outcome:
