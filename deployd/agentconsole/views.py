@@ -129,7 +129,7 @@ class ReleaseCatalog:
                 read_timeout=config.read_timeout,
                 total_timeout=config.total_timeout,
                 max_body_bytes=config.max_body_bytes,
-                ca_bundle=config.ca_bundle,
+                ca_trust=config.ca_trust,
             )
             if config.server is not None
             else None

@@ -40,6 +40,7 @@ from deployd.client import (
 )
 from deployd.client.poller import USER_AGENT
 from deployd.client.reporting import ReportSender
+from deployd.client.trust import load_ca_trust
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +98,14 @@ def register(subparsers: Subparsers) -> None:
         help="trusted spec-signing key: PEM public key (key id = file stem) or JWKS JSON; repeat "
         "to trust several (key rotation)",
     )
-    parser.add_argument("--ca-bundle", metavar="FILE", help="CA certificates for TLS to the server")
+    parser.add_argument(
+        "--ca-bundle",
+        metavar="PATH",
+        action="append",
+        help="CA certificates for TLS to the server, besides the public CAs: a PEM file, or a"
+        " directory of *.crt files (a mounted ConfigMap); repeat for several. customCACerts in"
+        " the custom-resource values are trusted too",
+    )
     parser.add_argument("--user-values", metavar="FILE", help="user input values (YAML or JSON)")
     custom = parser.add_mutually_exclusive_group()
     custom.add_argument("--cr-values", metavar="FILE", help="custom-resource values (YAML/JSON)")
@@ -201,7 +209,9 @@ def run(args: argparse.Namespace) -> int:
         channel=args.channel,
         release=args.release,
         trusted_keys=load_trusted_keys(args.trust_key),
-        ca_bundle=Path(args.ca_bundle) if args.ca_bundle else None,
+        ca_trust=load_ca_trust(
+            args.ca_bundle or (), custom_resource.values if custom_resource else None
+        ),
         cache_dir=Path(args.cache_dir),
         poll_interval=args.interval,
         instance_id=args.instance_id,
@@ -220,7 +230,7 @@ def run(args: argparse.Namespace) -> int:
                 license=license.value,
                 instance_id=poller.instance_id,
                 user_agent=USER_AGENT,
-                ca_bundle=config.ca_bundle,
+                ca_trust=config.ca_trust,
             )
         if args.once:
             return report(poller.sync_once(reconciler))

@@ -41,10 +41,12 @@ from deployd.client.reconcilers import (
     Reconciler,
 )
 from deployd.client.redact import mask_secrets
+from deployd.client.trust import CATrust, load_ca_trust
 from deployd.client.verify import Floor, VerifiedSpec, verify_spec
 
 __all__ = [
     "AppliedState",
+    "CATrust",
     "CallableReconciler",
     "ClientConfig",
     "ClientError",
@@ -68,6 +70,7 @@ __all__ = [
     "VerifiedSpec",
     "desired_state",
     "find_license",
+    "load_ca_trust",
     "load_custom_resource",
     "load_trusted_keys",
     "load_values_file",

@@ -14,6 +14,7 @@ from urllib.parse import SplitResult, urlsplit, urlunsplit
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from deployd.client.licensing import license_channel
+from deployd.client.trust import CATrust
 from deployd.errors import ConfigError, KeyFileError
 from deployd.keyfiles import KEY_ID, key_id_for, load_public_key_file
 from deployd.protocol import INSTANCE_ID_PATTERN, VERSION_PATTERN
@@ -35,6 +36,7 @@ class ClientConfig:
     Either `server` (a base URL such as ``https://deployd.example.com``) or `offline_spec` (a
     bundle file, for air-gapped sites) must be set. `license` never appears in `repr`.
     `release` pins one release (``GET /api/v1/operator/channel/release/<id>``). Times are seconds.
+    `ca_trust` holds CA certificates trusted for TLS besides the public ones (`load_ca_trust`).
     The client accepts specs of one channel only, `expected_channel`: `channel`, else the
     license's `channel` claim; without either (no license, or one that names no channel)
     `channel` is required.
@@ -47,7 +49,7 @@ class ClientConfig:
     channel: str | None = None
     release: str | None = None
     offline_spec: Path | None = None
-    ca_bundle: Path | None = None
+    ca_trust: CATrust | None = field(default=None, repr=False)
     poll_interval: float = 300.0
     interval_jitter: float = 0.1
     connect_timeout: float = 5.0
@@ -80,22 +82,11 @@ class ClientConfig:
         if self.license is not None and not _LICENSE_CHARS.match(self.license):
             # Never echo it: the message may end up in logs.
             raise ConfigError("the license must be one line of printable ASCII (a JWT)")
-        _expected_channel(self.channel, self.license)
+        expected_channel(self.channel, self.license)
         if self.server is None and self.offline_spec is None:
             raise ConfigError("set a server URL (--server) or an offline spec (--offline-spec)")
         if self.server is not None:
-            parts = urlsplit(self.server)
-            if parts.scheme not in ("http", "https") or not parts.netloc:
-                raise ConfigError(f"server URL {self.server!r} must be http(s)://host[:port]")
-            if parts.query or parts.fragment or parts.username or parts.password:
-                raise ConfigError("server URL must not carry a query, fragment or credentials")
-            base = _base_of_api_url(parts)
-            if base is not None:
-                raise ConfigError(
-                    f"server URL {self.server!r} is an API URL, but --server takes the base URL"
-                    f" of the deployd server: use {base!r} (the client appends"
-                    " /api/v1/operator/channel itself, as the W&B operator does since v1.13.0)"
-                )
+            check_server_url(self.server)
         positive = {
             "poll_interval": self.poll_interval,
             "connect_timeout": self.connect_timeout,
@@ -113,13 +104,11 @@ class ClientConfig:
             raise ConfigError("backoff_ceiling must be at least backoff_base")
         if not 0 <= self.interval_jitter < 1:
             raise ConfigError("interval_jitter must be in [0, 1)")
-        if self.ca_bundle is not None and not Path(self.ca_bundle).is_file():
-            raise ConfigError(f"CA bundle {str(self.ca_bundle)!r} is not a file")
 
     @property
     def expected_channel(self) -> str:
         """The one channel whose specs the client accepts."""
-        return _expected_channel(self.channel, self.license)
+        return expected_channel(self.channel, self.license)
 
     @property
     def sends_license_in_clear(self) -> bool:
@@ -130,6 +119,22 @@ class ClientConfig:
         return parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "::1", "localhost")
 
 
+def check_server_url(server: str) -> None:
+    """Raise ConfigError unless `server` is the base URL of a deployd server."""
+    parts = urlsplit(server)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"server URL {server!r} must be http(s)://host[:port]")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise ConfigError("server URL must not carry a query, fragment or credentials")
+    base = _base_of_api_url(parts)
+    if base is not None:
+        raise ConfigError(
+            f"server URL {server!r} is an API URL, but --server takes the base URL"
+            f" of the deployd server: use {base!r} (the client appends"
+            " /api/v1/operator/channel itself, as the W&B operator does since v1.13.0)"
+        )
+
+
 def _base_of_api_url(parts: SplitResult) -> str | None:
     """The base URL in front of ``/api/v1/...`` in `parts`, or None when there is no API path."""
     match = _API_PATH.search(parts.path)
@@ -138,7 +143,9 @@ def _base_of_api_url(parts: SplitResult) -> str | None:
     return urlunsplit((parts.scheme, parts.netloc, parts.path[: match.start()], "", ""))
 
 
-def _expected_channel(channel: str | None, license: str | None) -> str:
+def expected_channel(channel: str | None, license: str | None) -> str:
+    """The channel whose specs a client accepts: `channel`, else the license's; ConfigError
+    when neither names one."""
     found = channel or (license_channel(license) if license is not None else None)
     if found is None:
         raise ConfigError(

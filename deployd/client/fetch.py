@@ -8,7 +8,6 @@ Redirects are not followed: the license must go only to the configured server.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ import requests
 import urllib3
 
 from deployd.client.errors import FetchError
+from deployd.client.trust import CATrust, trusting_session
 
 CHUNK_BYTES = 65_536
 
@@ -40,7 +40,7 @@ class Fetcher(Protocol):
 
 
 class HttpFetcher:
-    """`Fetcher` on a `requests` session: keep-alive, timeouts, size cap, custom CA bundle."""
+    """`Fetcher` on a `requests` session: keep-alive, timeouts, size cap, the site's CAs."""
 
     def __init__(
         self,
@@ -49,15 +49,14 @@ class HttpFetcher:
         read_timeout: float,
         total_timeout: float,
         max_body_bytes: int,
-        ca_bundle: str | os.PathLike[str] | None = None,
+        ca_trust: CATrust | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.timeouts = (connect_timeout, read_timeout)
         self.total_timeout = total_timeout
         self.max_body_bytes = max_body_bytes
         self.clock = clock
-        self.session = requests.Session()
-        self.verify: bool | str = str(ca_bundle) if ca_bundle is not None else True
+        self.session = trusting_session(ca_trust)
 
     def get(self, url: str, *, headers: Mapping[str, str], license: str | None) -> HttpResponse:
         """GET `url`; HTTP Basic ``license:<license>`` when a license is given."""
@@ -71,7 +70,6 @@ class HttpFetcher:
                 timeout=self.timeouts,
                 stream=True,
                 allow_redirects=False,
-                verify=self.verify,
             ) as response:
                 received = {k.lower(): v for k, v in response.headers.items()}
                 declared = received.get("content-length", "")

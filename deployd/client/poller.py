@@ -139,7 +139,7 @@ class Poller:
                 read_timeout=config.read_timeout,
                 total_timeout=config.total_timeout,
                 max_body_bytes=config.max_body_bytes,
-                ca_bundle=config.ca_bundle,
+                ca_trust=config.ca_trust,
             )
         self._fetcher = fetcher
         self._instance_id: str | None = config.instance_id
@@ -317,7 +317,7 @@ class Poller:
 
     def _http_error(self, response: HttpResponse, now: float) -> PollResult:
         status = response.status
-        code, text = _error_details(response)
+        code, text = error_details(response)
         if 300 <= status < 400:
             location = response.headers.get("location", "?")[:MAX_ERROR_MESSAGE_CHARS]
             message = f"the server redirects to {location}; set --server to the final URL"
@@ -522,7 +522,7 @@ def _pin_from_inputs(
     return pin.strip()
 
 
-def _error_details(response: HttpResponse) -> tuple[str | None, str]:
+def error_details(response: HttpResponse) -> tuple[str | None, str]:
     """The `error.code` and a printable `error.message` of an error answer, if it has them."""
     try:
         error = json.loads(response.body).get("error", {})

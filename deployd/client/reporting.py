@@ -16,12 +16,12 @@ import random
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import requests
 
 from deployd.client.backoff import Backoff
 from deployd.client.redact import mask_secrets
+from deployd.client.trust import CATrust, trusting_session
 from deployd.protocol import INSTANCE_ID_HEADER, REPORT_PATH, utc_now
 
 logger = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ class ReportSender:
         license: str,
         instance_id: str,
         user_agent: str,
-        ca_bundle: Path | None = None,
+        ca_trust: CATrust | None = None,
         timeout: float = 10.0,
         max_queued: int = 100,
         max_attempts: int = 6,
@@ -57,7 +57,6 @@ class ReportSender:
         self._license = license
         self.instance_id = instance_id
         self.headers = {INSTANCE_ID_HEADER: instance_id, "User-Agent": user_agent}
-        self.verify: bool | str = str(ca_bundle) if ca_bundle is not None else True
         self.timeout = timeout
         self.max_attempts = max_attempts
         self._backoff = Backoff(backoff_base, backoff_ceiling, rng or random.Random())
@@ -65,7 +64,7 @@ class ReportSender:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self._session = requests.Session()
+        self._session = trusting_session(ca_trust)
         self.sent = 0
         self.dropped = 0
 
@@ -153,7 +152,6 @@ class ReportSender:
                 auth=requests.auth.HTTPBasicAuth("license", self._license),
                 timeout=self.timeout,
                 allow_redirects=False,
-                verify=self.verify,
             )
         except requests.RequestException as e:
             return f"cannot reach the server: {type(e).__name__}", True

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 Behaviour = Callable[[BaseHTTPRequestHandler], None]
@@ -207,3 +208,36 @@ def drip(body: bytes, *, interval: float) -> Behaviour:
 def hang_up(handler: BaseHTTPRequestHandler) -> None:
     """Close the connection without answering."""
     handler.close_connection = True
+
+
+def answer_json(status: int, document: object) -> Behaviour:
+    """Answer `status` with `document` as JSON."""
+
+    def behaviour(handler):
+        _send(handler, status, json.dumps(document).encode(), {"Content-Type": "application/json"})
+
+    return behaviour
+
+
+def by_path(routes: dict[str, Behaviour], default: Behaviour) -> Behaviour:
+    """Answer a request whose path starts with a key of `routes` with its behaviour."""
+
+    def behaviour(handler):
+        for prefix, route in routes.items():
+            if handler.path.startswith(prefix):
+                return route(handler)
+        return default(handler)
+
+    return behaviour
+
+
+def clock_off(seconds: float, then: Behaviour) -> Behaviour:
+    """Answer like `then`, with a Date header `seconds` off the real time (a wrong clock)."""
+
+    def behaviour(handler):
+        handler.date_time_string = lambda timestamp=None: formatdate(
+            time.time() + seconds, usegmt=True
+        )
+        then(handler)
+
+    return behaviour

@@ -177,7 +177,7 @@ def test_a_channel_url_as_server_is_refused_at_start_naming_the_base_url(
         (["--trust-key", "/nonexistent.pub"], "cannot read trusted key"),
         (["--license-file", "/nonexistent"], "cannot read license file"),
         (["--user-values", "/nonexistent.yaml"], "cannot read"),
-        (["--ca-bundle", "/nonexistent.pem"], "CA bundle"),
+        (["--ca-bundle", "/nonexistent.pem"], "CA certificates '/nonexistent.pem': cannot read"),
     ],
 )
 def test_bad_files_are_clear_errors(site, capsys, extra, message):
