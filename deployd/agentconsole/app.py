@@ -261,7 +261,7 @@ def _routes(app: Flask, context: ConsoleContext) -> None:
             held_release=spec.release if spec else None,
             running=applied.release if applied else None,
             applied_at=applied.applied_at if applied else None,
-            pinned=poller.pinned_release,
+            pinned=control.pinned_release,
             license=license_info(poller.config.license, context.clock()),
             when=when,
         )
@@ -345,7 +345,7 @@ def _routes(app: Flask, context: ConsoleContext) -> None:
             title="Releases",
             releases=offered,
             error=problem,
-            pinned=poller.pinned_release,
+            pinned=control.pinned_release,
             held_release=poller.held_spec.release if poller.held_spec else None,
         )
 
@@ -373,6 +373,6 @@ def _routes(app: Flask, context: ConsoleContext) -> None:
             title="Releases",
             releases=[],
             error=message,
-            pinned=poller.pinned_release,
+            pinned=control.pinned_release,
             held_release=poller.held_spec.release if poller.held_spec else None,
         )

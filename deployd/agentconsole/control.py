@@ -62,6 +62,14 @@ class AgentControl:
         with self._lock:
             return self._status
 
+    @property
+    def pinned_release(self) -> str | None:
+        """The release pinned from the next cycle on: the one in values handed over and not yet
+        taken by the loop, else the poller's. A page shown right after a pin shows that pin."""
+        with self._lock:
+            pending = self._pending_values
+        return self.poller.pinned_release if pending is None else self.poller.pin_for(pending)
+
     def apply_now(self) -> None:
         """Poll and reconcile at once, even when paused or when nothing changed."""
         with self._lock:

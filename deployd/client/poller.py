@@ -472,9 +472,14 @@ class Poller:
     def set_user_values(self, user_values: Mapping[str, Any]) -> None:
         """Replace the user-input level (and the `_releaseId` pin it may carry); the next
         `sync_once` merges with it. Raises InputError, changing nothing, for a bad pin."""
-        pin = self.config.release or _pin_from_inputs(user_values, self.custom_resource)
+        pin = self.pin_for(user_values)
         self.user_values = dict(user_values)
         self.pinned_release = pin
+
+    def pin_for(self, user_values: Mapping[str, Any]) -> str | None:
+        """The release `set_user_values(user_values)` would pin (the command line's pin wins).
+        Raises InputError for a bad pin."""
+        return self.config.release or _pin_from_inputs(user_values, self.custom_resource)
 
     def next_delay(self, result: SyncResult) -> float:
         """Seconds to wait before the next poll after `result` (interval, backoff, Retry-After,

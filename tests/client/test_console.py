@@ -45,7 +45,9 @@ def wait_for(condition, what: str, timeout: float = 30.0):
 class Console:
     """A console app over a running agent loop (its own thread), as `deployd agent` wires it."""
 
-    def __init__(self, tmp_path, config, *, values_path=None, allowed_hosts=None) -> None:
+    def __init__(
+        self, tmp_path, config, *, values_path=None, allowed_hosts=None, start_loop=True
+    ) -> None:
         self.cache = config.cache_dir
         self.out = tmp_path / "out" / "spec.yaml"
         self.values_file = UserValuesFile.for_agent(values_path, self.cache)
@@ -63,7 +65,8 @@ class Console:
         )
         self.client = create_console_app(self.context).test_client()
         self._thread = threading.Thread(target=self.control.run, daemon=True)
-        self._thread.start()
+        if start_loop:
+            self._thread.start()
 
     def sign_in(self, password: str = PASSWORD):
         return self.client.post("/login", data={"password": password}, headers=HTML)
@@ -83,7 +86,8 @@ class Console:
 
     def close(self) -> None:
         self.control.stop()
-        self._thread.join(30)
+        if self._thread.is_alive():
+            self._thread.join(30)
         self.poller.close()
 
 
@@ -444,6 +448,17 @@ def test_the_releases_of_the_channel_are_listed_with_their_notes(console, live):
     assert "Releases of the channel, newest first" in page
     assert "1.3.0 0.13.0 25% Faster search. Pin 1.2.0 0.12.0" in page
     assert "1.1.0 required 0.11.0" in page
+
+
+def test_the_page_after_a_pin_shows_it_before_the_agent_takes_it(console):
+    # The agent's loop takes new values between two cycles, which may be seconds away: the page
+    # the administrator lands on must already show what they pinned (no loop runs here at all).
+    c = console(start_loop=False)
+    c.sign_in()
+    assert c.post("/releases/pin", release="1.0.0").status_code == 303
+    assert c.poller.pinned_release is None  # not taken yet
+    assert "follows the pinned release 1.0.0" in text_of(c.client.get("/releases", headers=HTML))
+    assert "Pinned release 1.0.0" in text_of(c.client.get("/", headers=HTML))
 
 
 def test_pinning_a_release_writes_the_release_id_pin(console):
