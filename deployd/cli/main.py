@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "deployd.cli.keys",
     "deployd.cli.licenses",
     "deployd.cli.agent",
+    "deployd.cli.bundle",
     "deployd.cli.channel_files",
     "deployd.cli.publish",
     "deployd.cli.history",
