@@ -42,10 +42,17 @@ from deployd.client.inputs import CustomResource
 from deployd.client.licensing import unverified_claims
 from deployd.client.reconcilers import Reconciler
 from deployd.client.reporting import ReportSender
-from deployd.client.verify import Floor, VerifiedSpec, raise_floor, verify_spec
+from deployd.client.verify import (
+    DOWNGRADE,
+    ROLLBACK,
+    Floor,
+    VerifiedSpec,
+    raise_floor,
+    verify_spec,
+)
 from deployd.offline import reading as offline_reading
 from deployd.offline.archive import read_file
-from deployd.offline.errors import BundleRefusedError
+from deployd.offline.errors import UNREADABLE, BundleRefusedError
 from deployd.protocol import (
     AGENT_VERSION_HEADER,
     CURRENT_VERSION_HEADER,
@@ -356,6 +363,8 @@ class Poller:
         try:
             spec = self.bundle_spec(read_file(path), now)
         except BundleRefusedError as e:
+            if e.reason == UNREADABLE:  # like an offline spec that cannot be read
+                return self._keep(PollOutcome.UNAVAILABLE, e.reason, e.message)
             return self._keep(PollOutcome.REFUSED, e.reason, f"refused {source}: {e.message}")
         return self._consider(spec.body, spec.signature, None, now, source=source)
 
@@ -384,9 +393,9 @@ class Poller:
         try:
             return self._verify(chosen.body, chosen.signature, now)
         except SpecRefusedError as e:
-            raise BundleRefusedError(
-                e.reason, f"its spec of release {chosen.release}: {e.message}"
-            ) from e
+            older = e.reason in (ROLLBACK, DOWNGRADE)
+            prefix = "the bundle is older than what this agent accepted: " if older else ""
+            raise BundleRefusedError(e.reason, prefix + e.message) from e
 
     def _consider(
         self, body: bytes, signature: str | None, etag: str | None, now: float, *, source: str

@@ -52,7 +52,7 @@ from deployd.offline.manifest import (
     Manifest,
     sha256_hex,
 )
-from deployd.specs.signing import SignatureError, verify_signature
+from deployd.specs.signing import SignatureError, parse_signature_header, verify_signature
 
 # A chart archive may be this large; every other member has a tighter limit of its own.
 MAX_CHART_BYTES = 64 * 1024 * 1024
@@ -134,7 +134,7 @@ def open_bundle(
     try:
         verify_signature(signature, manifest_bytes, trusted_keys)
     except SignatureError as e:
-        raise BundleRefusedError(BAD_MANIFEST, f"the manifest's signature: {e}") from e
+        raise BundleRefusedError(BAD_MANIFEST, _signature_problem(e, signature)) from e
     manifest = Manifest.parse(manifest_bytes)
     _check_files(manifest, members)
     if license_subject is not None and manifest.subject != license_subject:
@@ -162,6 +162,18 @@ def open_bundle(
         for entry in manifest.specs
     }
     return OpenedBundle(manifest, specs, members)
+
+
+def _signature_problem(error: SignatureError, header: str) -> str:
+    if error.reason == "unknown_key":
+        kid = parse_signature_header(header)[0][:64]
+        return f"the manifest is signed by key id {kid!r}, which is not pinned (--trust-key)"
+    if error.reason == "bad_signature":
+        return (
+            "the manifest's signature does not verify (it was changed, or another key signed"
+            " it under a pinned key id)"
+        )
+    return f"the manifest's signature is missing or malformed: {error}"
 
 
 def _member(members: Mapping[str, bytes], name: str) -> bytes:
