@@ -233,3 +233,34 @@ def test_a_pinned_release_missing_from_the_bundle_is_refused(vendor, site):
     assert (result.poll.outcome, result.poll.reason) == (PollOutcome.REFUSED, "no_spec")
     assert "no spec of the pinned release '1.0.0'" in result.poll.message
     assert site.applied == []
+
+
+def test_a_manifest_and_a_spec_cannot_pass_for_each_other(vendor, site):
+    data = members(vendor.export(site.license))
+    spec = json.loads(data["specs/1.2.0.json"])
+    # A spec with its valid signature in the manifest's place.
+    swapped = {
+        **data,
+        "manifest.json": spec["body"].encode(),
+        "manifest.sig": spec["signature"].encode(),
+    }
+    result = site.sync(write_archive(swapped))
+    assert (result.poll.outcome, result.poll.reason) == (PollOutcome.REFUSED, "bad_manifest")
+    assert "its kind is not 'deployd-offline-bundle'" in result.poll.message
+    # The manifest with its valid signature offered as a spec.
+    offline_spec = site.bundle.with_name("spec.json")
+    offline_spec.write_text(
+        json.dumps(
+            {"body": data["manifest.json"].decode(), "signature": data["manifest.sig"].decode()}
+        )
+    )
+    config = ClientConfig(
+        trusted_keys=site.trusted,
+        cache_dir=site.cache,
+        license=site.license,
+        offline_spec=offline_spec,
+    )
+    with Poller(config, fetcher=NoNetwork()) as poller:
+        poll = poller.poll_once()
+    assert (poll.outcome, poll.reason) == (PollOutcome.REFUSED, "missing_field")
+    assert site.applied == []
