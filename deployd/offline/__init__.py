@@ -6,7 +6,8 @@ license would be served (specs, release list, license, keys, chart archives and 
 - `deployd.offline.export`: making a bundle on the server (`POST /api/v1/bundles`,
   `deployd bundle export`);
 - `deployd.offline.reading`: opening one on the agent (`deployd agent --bundle`,
-  `deployd bundle import|inspect`), with the online poller's verification.
+  `deployd bundle import|inspect`), with the online poller's verification;
+- `deployd.offline.charts`: archives of local-path charts (`--include-charts`).
 
 ("Offline bundle", to tell it from the cached spec file the client calls a spec bundle.)
 """

@@ -49,6 +49,7 @@ from deployd.offline.manifest import (
     MAX_MANIFEST_BYTES,
     MAX_SIGNATURE_BYTES,
     SIGNATURE_MEMBER,
+    BundledSpec,
     Manifest,
     sha256_hex,
 )
@@ -150,14 +151,13 @@ def open_bundle(
     channel = expected_channel or manifest.channel
     specs = {
         entry.release: _verified_spec(
-            members,
-            entry.member,
-            entry.release,
-            manifest,
-            channel,
-            now,
-            trusted_keys,
-            max_body_bytes,
+            members[entry.member],
+            entry,
+            manifest.sequence,
+            channel=channel,
+            now=now,
+            trusted_keys=trusted_keys,
+            max_body_bytes=max_body_bytes,
         )
         for entry in manifest.specs
     }
@@ -210,17 +210,18 @@ def _check_files(manifest: Manifest, members: Mapping[str, bytes]) -> None:
 
 
 def _verified_spec(
-    members: Mapping[str, bytes],
-    member: str,
-    release: str,
-    manifest: Manifest,
+    data: bytes,
+    entry: BundledSpec,
+    sequence: int,
+    *,
     channel: str,
     now: float,
     trusted_keys: Mapping[str, Ed25519PublicKey],
     max_body_bytes: int,
 ) -> VerifiedSpec:
+    """The spec in `data` if it verifies and is the release and sequence the manifest says."""
     try:
-        stored = parse_bundle(members[member], max_body_bytes=max_body_bytes, source=member)
+        stored = parse_bundle(data, max_body_bytes=max_body_bytes, source=entry.member)
         spec = verify_spec(
             stored.body,
             stored.signature,
@@ -231,11 +232,11 @@ def _verified_spec(
     except InputError as e:
         raise BundleRefusedError(BAD_SPEC, e.message) from e
     except SpecRefusedError as e:
-        raise BundleRefusedError(BAD_SPEC, f"the spec of release {release}: {e}") from e
-    if spec.release != release or spec.sequence != manifest.sequence:
+        raise BundleRefusedError(BAD_SPEC, f"the spec of release {entry.release}: {e}") from e
+    if spec.release != entry.release or spec.sequence != sequence:
         raise BundleRefusedError(
             BAD_SPEC,
-            f"{member} holds release {spec.release} at sequence {spec.sequence}, not what the"
-            f" manifest says (release {release}, sequence {manifest.sequence})",
+            f"{entry.member} holds release {spec.release} at sequence {spec.sequence}, not what"
+            f" the manifest says (release {entry.release}, sequence {sequence})",
         )
     return spec
