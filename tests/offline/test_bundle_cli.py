@@ -11,7 +11,10 @@ import pytest
 
 from deployd.cli.main import main
 from deployd.offline.archive import write_archive
+from deployd.publishers import Scopes
+from tests.support.live import serving
 from tests.support.offline import Vendor, members
+from tests.support.world import World
 
 
 @pytest.fixture
@@ -217,3 +220,35 @@ def test_an_agent_runs_from_the_imported_bundle(capsys, tmp_path, vendor, licens
     assert code == 0, err
     assert out == "applied release 1.2.0 (channel stable, sequence 1)\n"
     assert json.loads((tmp_path / "out.json").read_text())["metadata"]["release"] == "1.2.0"
+
+
+def test_export_through_a_server_writes_the_bundle_it_answers(capsys, tmp_path, license_file):
+    world = World(tmp_path / "live", rate_limit_enabled=False)
+    license_file.write_text(world.license() + "\n")
+    token = world.publisher_token("air-gap", scopes=Scopes.of(["bundles"], []))
+    out = tmp_path / "acme.tar"
+    with serving(world) as server:
+        code, printed, err = run(
+            capsys,
+            "bundle",
+            "export",
+            "--license",
+            license_file,
+            "--releases-since",
+            "1.1.0",
+            "--expires-in",
+            "7d",
+            "--out",
+            out,
+            "--server",
+            server.url,
+            "--token",
+            token,
+        )
+    assert (code, err) == (0, "")
+    assert printed.startswith(f"wrote {out} (")
+    assert "for customer acme" in printed and "specs: 1.2.0\n" in printed
+    assert out.stat().st_mode & 0o777 == 0o600  # it holds the license
+    manifest = json.loads(members(out.read_bytes())["manifest.json"])
+    assert [spec["release"] for spec in manifest["specs"]] == ["1.2.0"]
+    assert license_file.read_text().strip() not in printed
