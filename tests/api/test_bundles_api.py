@@ -10,6 +10,7 @@ from datetime import timedelta
 
 import pytest
 
+from deployd.errors import BadRequestError
 from deployd.publishers import Scopes
 from tests.support.http import basic, error_of
 from tests.support.publisher_auth import add_publisher, bearer
@@ -75,7 +76,7 @@ def test_a_license_is_no_publisher_token(client, world):
 
 
 def test_bundles_concern_no_channel():
-    with pytest.raises(Exception, match="nor do customers and bundles"):
+    with pytest.raises(BadRequestError, match="nor do customers and bundles"):
         Scopes.of(["bundles"], ["stable"])
 
 
@@ -107,3 +108,15 @@ def test_bad_requests_get_a_json_error(client, world, exporter, body, expected):
     assert error_of(answer) == expected
     for license in licenses.values():
         assert license not in answer.get_data(as_text=True)
+
+
+def test_a_customer_on_hold_needs_the_releases_named(client, world, store, exporter):
+    admin = add_publisher(store, "support", scopes=Scopes.of(["customers"], []))
+    held = client.put("/api/v1/customers/acme", json={"hold": True}, headers=bearer(admin))
+    assert held.status_code == 200, held.get_json()
+    license = world.license()
+    answer = client.post(URL, json={"license": license}, headers=bearer(exporter))
+    assert error_of(answer) == (400, "bad_request")
+    assert "on hold" in answer.get_json()["error"]["message"]
+    named = {"license": license, "releases": ["1.1.0"]}
+    assert client.post(URL, json=named, headers=bearer(exporter)).status_code == 200
