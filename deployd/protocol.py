@@ -27,6 +27,8 @@ ADOPTION_PATH = CHANNELS_PATH + "/<name>/adoption"  # as a Flask route
 CONSOLE_PATH = "/console"
 # What an instance reports after each reconcile (deployd.rollouts).
 REPORT_PATH = "/api/v1/operator/report"
+# Offline bundles for air-gapped sites (deployd.offline), made by publishers.
+BUNDLES_PATH = "/api/v1/bundles"
 
 # Headers. The operator sends the release it runs; every spec carries its detached signature.
 CURRENT_VERSION_HEADER = "Deployd-Current-Version"

@@ -9,6 +9,8 @@ its customer had, so a renewal never moves anyone in or out of a rollout.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
+from typing import Protocol, TypeVar
 
 from deployd.channels.model import Channel, Release
 from deployd.errors import NotFoundError
@@ -55,7 +57,7 @@ def select_release(
     keeps getting it; everyone else is served as if it were not in the channel.
     Raises NotFoundError (code ``no_release``) when no release is admitted.
     """
-    current = _parse_or_none(current_version)
+    current = version_or_none(current_version)
     admitted = [
         release
         for release in channel.releases
@@ -66,6 +68,26 @@ def select_release(
             f"no release of channel {channel.name!r} is rolled out to this license yet",
             code="no_release",
         )
+    return next_step(admitted, current)
+
+
+class Steppable(Protocol):
+    """What the stepping rule reads of a release: a server's `Release`, or an entry of an
+    offline bundle (deployd.offline) that an agent steps through on its own."""
+
+    @property
+    def semver(self) -> Version: ...
+
+    @property
+    def required(self) -> bool: ...
+
+
+StepT = TypeVar("StepT", bound=Steppable)
+
+
+def next_step(admitted: Sequence[StepT], current: Version | None) -> StepT:
+    """Of `admitted` (not empty, ascending semver order), the one to serve a caller running
+    `current`: the lowest `required` one above it and below the newest, else the newest."""
     newest = admitted[-1]
     if current is None:
         return newest
@@ -81,10 +103,46 @@ def _open_to(release: Release, halted: frozenset[str], current: Version | None) 
     return current is not None and current == release.semver
 
 
-def _parse_or_none(version: str | None) -> Version | None:
+def version_or_none(version: str | None) -> Version | None:
     if version is None:
         return None
     try:
         return Version.parse(version)
     except ValueError:
         return None
+
+
+# Where a caller with no release of the channel yet starts: below every release.
+_BEFORE_EVERY_RELEASE = "0.0.0"
+
+
+def served_releases(
+    channel: Channel,
+    *,
+    customer: str | None,
+    since: str | None = None,
+    halted: frozenset[str] = frozenset(),
+) -> list[Release]:
+    """Every release `select_release` serves this customer, whatever release it runs from
+    `since` on (default: from nothing at all), in ascending semver order: the newest admitted
+    release and each required one a caller steps through on the way. An offline bundle carries
+    these, so an agent that steps through them with `next_step` gets what the server would serve
+    it. A halted release is no starting point (only callers already running it are served it).
+    Raises NotFoundError (``no_release``) as `select_release` does.
+    """
+    start = since if since is not None else _BEFORE_EVERY_RELEASE
+    floor = version_or_none(start)
+    starts: list[str | None] = [None, start] if since is None else [start]
+    starts += [
+        r.version
+        for r in channel.releases
+        if (floor is None or r.semver >= floor) and r.version not in halted
+    ]
+    served = {
+        release.version: release
+        for release in (
+            select_release(channel, customer=customer, current_version=v, halted=halted)
+            for v in starts
+        )
+    }
+    return sorted(served.values(), key=lambda release: release.semver)

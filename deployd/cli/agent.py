@@ -77,6 +77,12 @@ def register(subparsers: Subparsers) -> None:
         help='air-gapped sites: a bundle {"body": "<exact body>", "signature": "<header>"}, '
         "verified like a server answer (the cache's spec.json is such a bundle)",
     )
+    source.add_argument(
+        "--bundle",
+        metavar="FILE",
+        help="air-gapped sites: an offline bundle for this license (deployd bundle export),"
+        " verified like server answers; steps through required releases like a server",
+    )
     parser.add_argument(
         "--license-file",
         metavar="FILE",
@@ -171,8 +177,8 @@ def _check_required(args: argparse.Namespace) -> None:
     parser: argparse.ArgumentParser = args.agent_parser
     if not args.trust_key:
         parser.error("the following arguments are required: --trust-key")
-    if not (args.server or args.offline_spec):
-        parser.error("one of the arguments --server --offline-spec is required")
+    if not (args.server or args.offline_spec or args.bundle):
+        parser.error("one of the arguments --server --offline-spec --bundle is required")
     if not (args.command or args.write):
         parser.error("one of the arguments --exec --write is required")
     if args.once and args.console:
@@ -205,6 +211,7 @@ def run(args: argparse.Namespace) -> int:
     config = ClientConfig(
         server=args.server,
         offline_spec=Path(args.offline_spec) if args.offline_spec else None,
+        offline_bundle=Path(args.bundle) if args.bundle else None,
         license=license.value if license else None,
         channel=args.channel,
         release=args.release,

@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "deployd.cli.licenses",
     "deployd.cli.agent",
     "deployd.cli.verify",
+    "deployd.cli.bundle",
     "deployd.cli.channel_files",
     "deployd.cli.publish",
     "deployd.cli.history",

@@ -15,7 +15,9 @@ import requests
 
 from deployd import __version__
 from deployd.errors import ChannelValidationError, ConfigError, DeploydError, Problem
+from deployd.offline.export import ExportOrder
 from deployd.protocol import (
+    BUNDLES_PATH,
     CHANNELS_PATH,
     CUSTOMERS_PATH,
     EVENTS_PATH,
@@ -151,6 +153,20 @@ class PublisherClient:
     def events(self, params: dict[str, Any]) -> dict[str, Any]:
         """One page of the event log (GET /api/v1/events with `params`)."""
         return _object(self._call("GET", EVENTS_PATH, params=params))
+
+    def export_bundle(self, order: ExportOrder) -> bytes:
+        """The offline bundle `POST /api/v1/bundles` makes for `order` (deployd.offline)."""
+        body: dict[str, Any] = {
+            "license": order.license,
+            "expiresIn": f"{int(order.expires_in)}s",
+        }
+        if order.channel is not None:
+            body["channel"] = order.channel
+        if order.releases:
+            body["releases"] = list(order.releases)
+        if order.releases_since is not None:
+            body["releasesSince"] = order.releases_since
+        return self._call("POST", BUNDLES_PATH, json=body).content
 
     def read(self, path: str, params: dict[str, str] | None = None) -> dict[str, Any]:
         """GET `path` (a read API, e.g. the fleet's) and return its JSON object."""

@@ -10,6 +10,9 @@ Files in the cache directory (mode 0600: applied values may hold the license):
   without a release).
 - ``applied.json``: the merged desired state the reconciler last applied successfully, with its
   release (reported to the server as ``Deployd-Current-Version``).
+- ``offline-bundle.tar`` and ``charts/<release>.tgz``: the last offline bundle imported with
+  ``deployd bundle import`` (deployd.offline; written only once it verified) and the chart
+  archives it carried.
 
 Every write goes to a temporary file in the same directory, is flushed to disk, then renamed over
 the old file with `os.replace`, so a crash leaves either the old or the new file, never half of one.
@@ -40,6 +43,8 @@ SPEC_FILE = "spec.json"
 SEQUENCES_FILE = "sequences.json"
 APPLIED_FILE = "applied.json"
 INSTANCE_ID_FILE = "instance-id"
+OFFLINE_BUNDLE_FILE = "offline-bundle.tar"
+CHARTS_DIR = "charts"
 # A bundle is JSON around the body: escaping can at most double it, plus a signature and an ETag.
 BUNDLE_OVERHEAD_BYTES = 65_536
 _HEADER_SAFE = re.compile(r"^[\x21-\x7e]{1,256}$")
@@ -255,6 +260,24 @@ class CacheDir:
         self._ensure()
         atomic_write(self.path / INSTANCE_ID_FILE, made.encode() + b"\n")
         return made
+
+    @property
+    def offline_bundle_path(self) -> Path:
+        return self.path / OFFLINE_BUNDLE_FILE
+
+    def save_offline_bundle(self, data: bytes, charts: Mapping[str, bytes]) -> list[Path]:
+        """Keep an imported offline bundle (verified by the caller) and its chart archives
+        (by release); the paths written, the bundle last."""
+        self._ensure()
+        written = []
+        if charts:
+            (self.path / CHARTS_DIR).mkdir(mode=0o700, exist_ok=True)
+        for release, archive in sorted(charts.items()):
+            path = self.path / CHARTS_DIR / f"{release}.tgz"
+            atomic_write(path, archive, mode=0o644)
+            written.append(path)
+        atomic_write(self.offline_bundle_path, data)
+        return [*written, self.offline_bundle_path]
 
     def save_applied(self, applied: AppliedState) -> None:
         self._ensure()

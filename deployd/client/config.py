@@ -33,13 +33,14 @@ MAX_KEY_FILE_BYTES = 1_048_576
 class ClientConfig:
     """What the client needs to know and the limits it keeps.
 
-    Either `server` (a base URL such as ``https://deployd.example.com``) or `offline_spec` (a
-    bundle file, for air-gapped sites) must be set. `license` never appears in `repr`.
-    `release` pins one release (``GET /api/v1/operator/channel/release/<id>``). Times are seconds.
-    `ca_trust` holds CA certificates trusted for TLS besides the public ones (`load_ca_trust`).
-    The client accepts specs of one channel only, `expected_channel`: `channel`, else the
-    license's `channel` claim; without either (no license, or one that names no channel)
-    `channel` is required.
+    `server` (a base URL such as ``https://deployd.example.com``), `offline_spec` (a spec
+    file) or `offline_bundle` (an offline bundle, deployd.offline, bound to `license`) must be
+    set; air-gapped sites use the last two, which are read instead of the server. `license`
+    never appears in `repr`. `release` pins one release
+    (``GET /api/v1/operator/channel/release/<id>``). Times are seconds. `ca_trust` holds CA
+    certificates trusted for TLS besides the public ones (`load_ca_trust`). The client accepts
+    specs of one channel only, `expected_channel`: `channel`, else the license's `channel`
+    claim; without either (no license, or one that names no channel) `channel` is required.
     """
 
     trusted_keys: Mapping[str, Ed25519PublicKey] = field(repr=False)
@@ -49,6 +50,7 @@ class ClientConfig:
     channel: str | None = None
     release: str | None = None
     offline_spec: Path | None = None
+    offline_bundle: Path | None = None
     ca_trust: CATrust | None = field(default=None, repr=False)
     poll_interval: float = 300.0
     interval_jitter: float = 0.1
@@ -83,8 +85,17 @@ class ClientConfig:
             # Never echo it: the message may end up in logs.
             raise ConfigError("the license must be one line of printable ASCII (a JWT)")
         expected_channel(self.channel, self.license)
-        if self.server is None and self.offline_spec is None:
-            raise ConfigError("set a server URL (--server) or an offline spec (--offline-spec)")
+        sources = [self.server, self.offline_spec, self.offline_bundle]
+        if all(source is None for source in sources):
+            raise ConfigError(
+                "set one of a server URL (--server), an offline spec (--offline-spec) or an"
+                " offline bundle (--bundle)"
+            )
+        if self.offline_bundle is not None and self.license is None:
+            raise ConfigError(
+                "an offline bundle is bound to one license: give the agent its license"
+                " (--license-file), so a bundle for another one is refused"
+            )
         if self.server is not None:
             check_server_url(self.server)
         positive = {

@@ -39,9 +39,20 @@ from deployd.client.errors import FetchError, InputError, ReconcileError, SpecRe
 from deployd.client.fetch import Fetcher, HttpFetcher, HttpResponse
 from deployd.client.hierarchy import RELEASE_PIN_KEY, DesiredState, desired_state
 from deployd.client.inputs import CustomResource
+from deployd.client.licensing import unverified_claims
 from deployd.client.reconcilers import Reconciler
 from deployd.client.reporting import ReportSender
-from deployd.client.verify import Floor, VerifiedSpec, raise_floor, verify_spec
+from deployd.client.verify import (
+    DOWNGRADE,
+    ROLLBACK,
+    Floor,
+    VerifiedSpec,
+    raise_floor,
+    verify_spec,
+)
+from deployd.offline import reading as offline_reading
+from deployd.offline.archive import read_file
+from deployd.offline.errors import UNREADABLE, BundleRefusedError
 from deployd.protocol import (
     AGENT_VERSION_HEADER,
     CURRENT_VERSION_HEADER,
@@ -259,6 +270,8 @@ class Poller:
             )
             self._why_no_spec = f"the last good spec expired at {self._held.metadata['expires']}"
             self._held, self._held_etag = None, None
+        if self.config.offline_bundle is not None:
+            return self._poll_bundle(Path(self.config.offline_bundle), now)
         if self.config.offline_spec is not None:
             return self._poll_offline(Path(self.config.offline_spec), now)
         return self._poll_server(now)
@@ -344,6 +357,45 @@ class Poller:
         return self._consider(
             bundle.body, bundle.signature, bundle.etag, now, source=f"the offline spec {path}"
         )
+
+    def _poll_bundle(self, path: Path, now: float) -> PollResult:
+        source = f"the offline bundle {path}"
+        try:
+            spec = self.bundle_spec(read_file(path), now)
+        except BundleRefusedError as e:
+            if e.reason == UNREADABLE:  # like an offline spec that cannot be read
+                return self._keep(PollOutcome.UNAVAILABLE, e.reason, e.message)
+            return self._keep(PollOutcome.REFUSED, e.reason, f"refused {source}: {e.message}")
+        return self._consider(spec.body, spec.signature, None, now, source=source)
+
+    def open_bundle(self, data: bytes, now: float) -> offline_reading.OpenedBundle:
+        """The offline bundle in `data`, checked for this client: its pinned keys, its
+        license's subject, its channel (BundleRefusedError otherwise). Changes nothing."""
+        subject = unverified_claims(self.config.license or "").get("sub")
+        return offline_reading.open_bundle(
+            data,
+            trusted_keys=self.config.trusted_keys,
+            license_subject=subject if isinstance(subject, str) else "",
+            expected_channel=self.expected_channel,
+            now=now,
+            max_body_bytes=self.config.max_body_bytes,
+        )
+
+    def bundle_spec(self, data: bytes, now: float) -> VerifiedSpec:
+        """The spec of the offline bundle in `data` this client would apply next: the pinned
+        release's, else the next step from the release it runs, checked as a server's answer
+        is (rollback floors included). BundleRefusedError when the bundle or that spec is
+        refused; changes nothing."""
+        opened = self.open_bundle(data, now)
+        chosen = opened.choose(
+            current_version=self.current_version, pinned_release=self.pinned_release
+        )
+        try:
+            return self._verify(chosen.body, chosen.signature, now)
+        except SpecRefusedError as e:
+            older = e.reason in (ROLLBACK, DOWNGRADE)
+            prefix = "the bundle is older than what this agent accepted: " if older else ""
+            raise BundleRefusedError(e.reason, prefix + e.message) from e
 
     def _consider(
         self, body: bytes, signature: str | None, etag: str | None, now: float, *, source: str

@@ -20,6 +20,7 @@ from deployd.publishers.authenticator import PublisherAuthenticator
 from deployd.publishers.scopes import (
     ACTIONS,
     ADMIN,
+    BUNDLES,
     CHANNEL_ACTIONS,
     CUSTOMERS,
     PROMOTE,
@@ -49,6 +50,7 @@ from deployd.publishers.tokens import (
 __all__ = [
     "ACTIONS",
     "ADMIN",
+    "BUNDLES",
     "CHANNEL_ACTIONS",
     "CUSTOMERS",
     "DEV_PUBLISHER",

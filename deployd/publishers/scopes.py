@@ -21,7 +21,10 @@ logger = logging.getLogger(__name__)
 PUBLISH, PROMOTE, ROLLBACK, REVOKE, ADMIN = "publish", "promote", "rollback", "revoke", "admin"
 CUSTOMERS = "customers"  # change customer records (deployd.customers); concerns no channel
 ROLLOUT = "rollout"  # halt and resume a channel's releases (deployd.rollouts)
-ACTIONS = (PUBLISH, PROMOTE, ROLLBACK, ROLLOUT, REVOKE, CUSTOMERS, ADMIN)
+# Export offline bundles (deployd.offline): a license's signed specs, for an air-gapped site.
+# Like `customers` it concerns no channel: the license decides which channels a bundle may hold.
+BUNDLES = "bundles"
+ACTIONS = (PUBLISH, PROMOTE, ROLLBACK, ROLLOUT, REVOKE, CUSTOMERS, BUNDLES, ADMIN)
 # The actions that change one channel, and so are limited by the channel globs.
 CHANNEL_ACTIONS = frozenset({PUBLISH, PROMOTE, ROLLBACK, ROLLOUT})
 # A channel name ([a-z0-9-]) with `*` (any run of characters) and `?` (one character).
@@ -94,7 +97,7 @@ class Scopes:
         if globs and not wanted & CHANNEL_ACTIONS:
             raise BadRequestError(
                 "channels limit only publish, promote, rollback and rollout; revoke concerns no"
-                " channel (nor does customers)"
+                " channel (nor do customers and bundles)"
             )
         return cls(wanted, globs)
 
@@ -154,4 +157,6 @@ def require_scope(publisher: Publisher, action: str, channel: str | None = None)
 
 def _what(action: str) -> str:
     """What an action that concerns no channel changes, for messages."""
+    if action == BUNDLES:
+        return "export offline bundles"
     return "change customer records" if action == CUSTOMERS else f"{action} licenses"

@@ -12,6 +12,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from deployd import console
 from deployd.api import (
+    bundles,
     catalog,
     customers,
     error_handlers,
@@ -64,7 +65,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app.json = json_provider
     deployd = app.extensions["deployd"] = build_services(settings, store, worker_store=worker_store)
     modules = (error_handlers, meta, operator, licenses, catalog, publishing, customers, events)
-    for module in (*modules, fleet, rollouts):
+    for module in (*modules, fleet, rollouts, bundles):
         module.init_app(app)
     console.init_app(app, publishing.authenticator_of(app))
     # Repeat polls are answered from memory before Flask (deployd/api/fastpath.py).

@@ -564,7 +564,8 @@ def test_console_password_reads_stdin_and_stores_only_a_salted_hash(tmp_path, mo
 def test_the_agent_still_requires_its_arguments(capsys):
     with pytest.raises(SystemExit):
         main(["agent", "--trust-key", "k.pub", "--write", "out.json"])
-    assert "one of the arguments --server --offline-spec is required" in capsys.readouterr().err
+    expected = "one of the arguments --server --offline-spec --bundle is required"
+    assert expected in capsys.readouterr().err
 
 
 def test_the_stylesheet_is_served_by_the_console_itself(console):
