@@ -18,9 +18,14 @@ Keys (all under `prefix`, default ``deployd:``):
   {events}:last-id        int   the id of the last event appended
   {events}:lease          string who delivers webhooks now (expires), {events}:cursor the last
                           event id they handled, {events}:counts hash of delivery counters
-and the pub/sub channel `changes`, told of every publish and revocation.
-and the pub/sub channel `changes`, told of every publish and revocation. Rollouts keep their
-keys under the hash tag ``{rollouts}`` (see `RolloutKeys`).
+and the pub/sub channel `changes`, told of every publish and revocation (after its EXEC). Rollouts
+keep their keys under the hash tag ``{rollouts}`` (see `RolloutKeys`), the fleet under ``{fleet}``.
+
+On a Redis Cluster the keys above without a hash tag of their own (channels ... floors) are named
+with the tag ``{core}`` after the prefix (``deployd:{core}:channels``), so every transaction stays
+in one slot; on one server and with Sentinel they keep the names above. Operations that span two
+families (a halt moves `generation`, a backup reads customer records) take one step per family,
+in an order that is safe (deployd/store/connect.py makes the clients).
 
 A publish is one MULTI/EXEC transaction guarded by WATCH on the channel's current record (and on
 the epoch and floors), so readers see a complete old or complete new record and concurrent
@@ -413,25 +418,36 @@ class RedisStore:
                 pipe.hset(self._key(PUBLISHER_TOKENS), publisher.token_hash, publisher.name)
 
     def persistence(self) -> Persistence:
+        """How the server (on a cluster: every primary) keeps its data; a cluster is described
+        by its least persisted primary."""
         try:
-            config = {
-                _text(k): _text(v)
-                for name in ("appendonly", "appendfsync", "save")
-                for k, v in self.client.config_get(name).items()
-            }
+            configs = [
+                {
+                    _text(k): _text(v)
+                    for name in ("appendonly", "appendfsync", "save")
+                    for k, v in config_get(name).items()
+                }
+                for config_get in self._config_readers()
+            ]
         except redis.ResponseError as e:
             # Managed Redis often disables CONFIG: say so rather than guess.
             return Persistence(False, False, f"could not be checked (CONFIG GET refused: {e})")
-        except redis.RedisError as e:
+        except (redis.RedisError, redis.exceptions.RedisClusterException) as e:
             message = f"read persistence: Redis at {self.server} failed: {e}"
             raise StoreUnavailableError(message) from e
-        aof = config.get("appendonly") == "yes"
-        save = config.get("save", "")
-        described = f"appendonly={config.get('appendonly')}"
-        if aof:
-            described += f" appendfsync={config.get('appendfsync')}"
-        described += f"; save={save!r}"
-        return Persistence(True, aof or bool(save.strip()), described)
+        described = [_persistence_of(config) for config in configs]
+        return min(described, key=lambda p: p.persisted)
+
+    def _config_readers(self) -> list[Callable[[str], Mapping[Any, Any]]]:
+        """CONFIG GET of the server, or of each primary of a cluster."""
+        client = self.client
+        if isinstance(client, redis.RedisCluster):
+            return [
+                node.redis_connection.config_get
+                for node in client.get_primaries()  # type: ignore[no-untyped-call]
+                if node.redis_connection is not None
+            ]
+        return [client.config_get]
 
     def publish(
         self,
@@ -1093,6 +1109,16 @@ class RolloutKeys:
 
     def log(self, channel: str) -> str:
         return f"{self._base}log:{channel}"
+
+
+def _persistence_of(config: Mapping[str, str]) -> Persistence:
+    aof = config.get("appendonly") == "yes"
+    save = config.get("save", "")
+    described = f"appendonly={config.get('appendonly')}"
+    if aof:
+        described += f" appendfsync={config.get('appendfsync')}"
+    described += f"; save={save!r}"
+    return Persistence(True, aof or bool(save.strip()), described)
 
 
 def _not_empty() -> ConflictError:

@@ -63,3 +63,20 @@ def test_a_store_follows_its_primary_when_sentinel_demotes_it(sentinels, store):
     assert wait_until(published, "a publish on the new primary") == 2
     assert [r.summary for r in store.history("stable")] == ["before", "after"]
     assert sentinels.server_on(new).client().hexists("deployd:history:stable", "2")
+
+
+def test_a_cluster_is_as_persisted_as_its_least_persisted_primary(real_cluster, redis_cluster):
+    store = RedisStore(real_cluster)
+    nodes = [node.client() for node in redis_cluster.nodes]
+    try:
+        for volatile in (nodes[0], nodes[-1]):
+            for node in nodes:
+                node.config_set("appendonly", "no" if node is volatile else "yes")
+            assert store.persistence().persisted is False
+            assert "appendonly=no" in store.persistence().description
+        for node in nodes:
+            node.config_set("appendonly", "yes")
+        assert store.persistence().persisted is True
+    finally:
+        for node in nodes:
+            node.config_set("appendonly", "no")
