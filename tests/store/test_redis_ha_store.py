@@ -80,3 +80,19 @@ def test_a_cluster_is_as_persisted_as_its_least_persisted_primary(real_cluster, 
     finally:
         for node in nodes:
             node.config_set("appendonly", "no")
+
+
+def test_changes_are_announced_on_a_cluster(real_cluster):
+    store = RedisStore(real_cluster)
+    pubsub = real_cluster.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe("deployd:{core}:changes")
+    pubsub.get_message(timeout=1)  # the subscription itself
+    publish(store, "first")
+    store.revoke("jti-1")
+
+    def next_message() -> str | None:
+        message = pubsub.get_message(timeout=10)
+        return message["data"].decode() if message else None
+
+    assert [next_message(), next_message()] == ["channel:stable:1", "revocation"]
+    pubsub.close()
