@@ -153,8 +153,10 @@ def _sentinel_client(target: RedisTarget, timeout: float | None) -> redis.Redis:
         "socket_connect_timeout": timeout or CONNECT_TIMEOUT_SECONDS,
         "socket_timeout": timeout or READ_TIMEOUT_SECONDS,
     }
+    # Each sentinel is asked once, on the same short limits: one that is down costs no retries.
+    asking = {**limits, "ssl": target.tls, "retry": Retry(NoBackoff(), 0)}
     sentinel = redis.Sentinel(  # type: ignore[no-untyped-call]
-        list(target.hosts), sentinel_kwargs={**limits, "ssl": target.tls}
+        list(target.hosts), sentinel_kwargs=asking
     )
     # On a READONLY reply (the primary it holds was demoted) redis-py's Sentinel connection
     # drops itself and asks the sentinels again at the next command.
