@@ -101,11 +101,11 @@ class Traffic:
             (int(o), release) for _, status, o, release in self.publishes if status in (200, 201)
         ]
 
-    def first(self, status: int, after: float) -> float:
-        """When the first publish after `after` answered `status` (waits for one)."""
+    def first(self, statuses: tuple[int, ...], after: float) -> float:
+        """When the first publish after `after` answered one of `statuses` (waits for one)."""
         found = wait_until(
-            lambda: next((t for t, s, _, _ in self.publishes if t > after and s == status), None),
-            f"a publish answering {status}",
+            lambda: next((t for t, s, _, _ in self.publishes if t > after and s in statuses), None),
+            f"a publish answering {statuses}",
             timeout=120,
         )
         return float(found)  # type: ignore[arg-type]
@@ -130,13 +130,13 @@ def test_a_sentinel_failover_keeps_polls_answered_and_loses_no_acknowledged_publ
         assert old_port is not None
         killed = time.monotonic()
         sentinels.server_on(old_port).kill()
-        refused = traffic.first(503, after=killed)
+        refused = traffic.first((503,), after=killed)
         new_port = sentinels.wait_for_failover(old_port)
         promoted = time.monotonic()
         # Its supervisor starts the dead server again; it comes back as the new primary's replica
         # (a change is acknowledged only once a replica has it).
         sentinels.restart_as_replica(old_port, new_port)
-        working = traffic.first(200, after=refused)
+        working = traffic.first((200, 201), after=refused)
         acknowledged_before = len(traffic.acknowledged())
         wait_until(lambda: len(traffic.acknowledged()) >= acknowledged_before + 3, "more publishes")
     finally:

@@ -92,7 +92,11 @@ class Node:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        wait_until(self.client().ping, f"{binary} on port {self.port} answering")
+        try:
+            wait_until(self.client().ping, f"{binary} on port {self.port} answering")
+        except BaseException:
+            self.stop()
+            raise
 
     def client(self) -> redis.Redis:
         return redis.Redis(port=self.port, socket_timeout=5, socket_connect_timeout=5)
@@ -135,10 +139,10 @@ class SentinelSet:
 
     def start(self) -> None:
         primary = Node(free_port(), self.directory, [])
-        primary.start()
         replica = Node(free_port(), self.directory, [f"replicaof 127.0.0.1 {primary.port}"])
-        replica.start()
         self.servers = [primary, replica]
+        primary.start()
+        replica.start()
         wait_until(lambda: self.replicas_in_sync(primary) == 1, "the replica attached")
         for _ in range(3):
             sentinel = Node(
@@ -152,8 +156,8 @@ class SentinelSet:
                 ],
                 sentinel=True,
             )
-            sentinel.start()
             self.sentinels.append(sentinel)
+            sentinel.start()
         # Each sentinel learns of the replica and of the other sentinels through the primary.
         wait_until(self._sentinels_agree, "the sentinels found the replica and each other")
 
@@ -251,8 +255,8 @@ class RedisClusterSet:
                     "cluster-node-timeout 5000",
                 ],
             )
-            node.start()
             self.nodes.append(node)
+            node.start()
         subprocess.run(
             [
                 shutil.which("redis-cli") or "redis-cli",
