@@ -10,6 +10,7 @@ on fixed sleeps.
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import socket
@@ -52,8 +53,6 @@ def require_ha_binaries() -> None:
     require_redis_server()
     for binary in ("redis-sentinel", "redis-cli"):
         if not shutil.which(binary):
-            import os
-
             if os.environ.get("CI"):
                 pytest.fail(f"{binary} is required in CI (install Debian's redis-sentinel)")
             pytest.skip(f"{binary} not installed")
