@@ -191,16 +191,13 @@ class RedisStore:
 
     @property
     def client(self) -> RedisClient:
-        """The Redis client, made on first use when it was given as a function (RedisError,
-        turned into StoreUnavailableError by `_call`, while the cluster cannot be reached)."""
+        """The Redis client, made on first use when it was given as a function (it raises, and
+        `_call` turns that into StoreUnavailableError, while the cluster cannot be reached)."""
         if self._client is None:
             with self._client_lock:
                 if self._client is None:
                     assert self._make_client is not None
-                    try:
-                        self._client = self._make_client()
-                    except redis.exceptions.RedisClusterException as e:
-                        raise redis.ConnectionError(str(e)) from e
+                    self._client = self._make_client()
         return self._client
 
     def close(self) -> None:
@@ -795,10 +792,13 @@ class RedisStore:
         return self.prefix + "{fleet}:" + "".join(parts)
 
     def _fleet_script(self, what: str, source: str, args: Sequence[Any]) -> Any:
-        script = self._fleet_scripts.get(source)
-        if script is None:
-            script = self._fleet_scripts[source] = self.client.register_script(source)
-        return self._call(what, lambda: script(keys=[self._fleet_key()], args=list(args)))
+        def run() -> Any:
+            script = self._fleet_scripts.get(source)
+            if script is None:  # made with the client, which a cluster makes on first use
+                script = self._fleet_scripts[source] = self.client.register_script(source)
+            return script(keys=[self._fleet_key()], args=list(args))
+
+        return self._call(what, run)
 
     @property
     def _fleet_scripts(self) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from deployd.errors import StoreUnavailableError
+from deployd.fleet.model import CheckIn
 from deployd.store.connect import parse_redis_url
 from deployd.store.redis import RedisStore
 
@@ -48,3 +49,12 @@ def test_a_store_on_an_unreachable_ha_url_is_made_and_fails_only_when_used(url):
     message = raised.value.message
     assert "hunter2" not in message and "\n" not in message
     store.close()
+
+
+def test_fleet_check_ins_on_an_unreachable_cluster_are_the_store_being_unavailable():
+    store = RedisStore.from_url("redis+cluster://127.0.0.1:1")
+    check_in = CheckIn(
+        key="k", subject="acme", agent_id="a", channel="stable", served="1.0.0", seen=1.0
+    )
+    with pytest.raises(StoreUnavailableError):
+        store.record_checkins([check_in], feed_cap=10)
