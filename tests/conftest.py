@@ -3,6 +3,11 @@ import os
 import pytest
 from hypothesis import settings
 
+from tests.support.redis_ha import (  # noqa: F401  (fixtures)
+    real_cluster,
+    redis_cluster,
+    sentinels,
+)
 from tests.support.redis_server import real_redis, redis_server  # noqa: F401  (fixtures)
 
 _ran_on_real_redis = 0

@@ -205,9 +205,9 @@ def check_configuration(settings: Settings) -> None:
         load_tokens_file(settings.publisher_tokens_file)
     webhook_config(settings)
     if settings.redis_url:
-        from deployd.store.redis import RedisStore
+        from deployd.store.connect import parse_redis_url
 
-        RedisStore.from_url(settings.redis_url).close()  # parses the URL; connects to nothing
+        parse_redis_url(settings.redis_url)  # connects to nothing
 
 
 def check_configuration_from_env(*, exit_code: int) -> None:

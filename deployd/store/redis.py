@@ -18,9 +18,14 @@ Keys (all under `prefix`, default ``deployd:``):
   {events}:last-id        int   the id of the last event appended
   {events}:lease          string who delivers webhooks now (expires), {events}:cursor the last
                           event id they handled, {events}:counts hash of delivery counters
-and the pub/sub channel `changes`, told of every publish and revocation.
-and the pub/sub channel `changes`, told of every publish and revocation. Rollouts keep their
-keys under the hash tag ``{rollouts}`` (see `RolloutKeys`).
+and the pub/sub channel `changes`, told of every publish and revocation (after its EXEC). Rollouts
+keep their keys under the hash tag ``{rollouts}`` (see `RolloutKeys`), the fleet under ``{fleet}``.
+
+On a Redis Cluster the keys above without a hash tag of their own (channels ... floors) are named
+with the tag ``{core}`` after the prefix (``deployd:{core}:channels``), so every transaction stays
+in one slot; on one server and with Sentinel they keep the names above. Operations that span two
+families (a halt moves `generation`, a backup reads customer records) take one step per family,
+in an order that is safe (deployd/store/connect.py makes the clients).
 
 A publish is one MULTI/EXEC transaction guarded by WATCH on the channel's current record (and on
 the epoch and floors), so readers see a complete old or complete new record and concurrent
@@ -33,20 +38,18 @@ from __future__ import annotations
 
 import hmac
 import json
-import re
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import fields as dataclass_fields
 from dataclasses import replace
 from typing import Any, TypeVar
 
 import redis
-from redis.backoff import NoBackoff
 from redis.client import Pipeline
-from redis.retry import Retry
+from redis.sentinel import MasterNotFoundError
 from redis.typing import EncodableT, FieldT
 
 from deployd.errors import (
-    ConfigError,
     ConflictError,
     PreconditionFailedError,
     StoreUnavailableError,
@@ -85,6 +88,7 @@ from deployd.store import (
     too_many_customers,
     uninitialized,
 )
+from deployd.store.connect import RedisClient, parse_redis_url, redis_client
 
 CHANNELS = "channels"
 CHANNEL = "channel:"
@@ -102,16 +106,24 @@ CUSTOMER_RECORDS = "records"
 CUSTOMERS_VERSION = "version"
 # Workers may listen here to learn of a change at once; they also poll `generation`.
 CHANGES_TOPIC = "changes"
-
-CONNECT_TIMEOUT_SECONDS = 1.0
-READ_TIMEOUT_SECONDS = 2.0
-HEALTH_CHECK_SECONDS = 15
+# On a Redis Cluster the core keys (every key above without a tag of its own) are under this
+# hash tag, so each transaction on them stays in one slot; on one server (or Sentinel) they
+# keep their untagged names.
+CORE_TAG = "{core}:"
+# Written just before WAIT, so WAIT covers every write this store made before it (see _confirm).
+REPLICATED = "replicated"
+# With Sentinel a change is acknowledged only once a replica has it: WAIT for this many
+# replicas, at most this long.
+WAIT_REPLICAS = 1
+WAIT_MILLISECONDS = 1000
 
 T = TypeVar("T")
 
 
-def _server_of(client: redis.Redis) -> str:
+def _server_of(client: RedisClient) -> str:
     """host:port/db (or the socket path) of `client`, for messages: never credentials."""
+    if isinstance(client, redis.RedisCluster):
+        return "Redis Cluster"
     kwargs = client.connection_pool.connection_kwargs
     if "path" in kwargs:
         return f"unix://{kwargs['path']}"
@@ -119,71 +131,142 @@ def _server_of(client: redis.Redis) -> str:
 
 
 class RedisStore:
-    """The Store on one Redis database; `prefix` lets several deployments share a database."""
+    """The Store on one Redis database; `prefix` lets several deployments share a database.
 
-    def __init__(self, client: redis.Redis, *, prefix: str = "deployd:") -> None:
-        self.client = client
+    `client` is a client of one server (or of the primary Sentinel names), or of a Redis Cluster,
+    or a function that makes one when first needed (a cluster client connects when made).
+    `replicas`: with Sentinel, how many replicas must confirm a change before it is acknowledged.
+    """
+
+    def __init__(
+        self,
+        client: RedisClient | Callable[[], RedisClient],
+        *,
+        prefix: str = "deployd:",
+        server: str | None = None,
+        cluster: bool | None = None,
+        replicas: int = 0,
+    ) -> None:
+        self._client: RedisClient | None = None
+        self._make_client: Callable[[], RedisClient] | None = None
+        if callable(client):
+            self._make_client = client
+        else:
+            self._client = client
+        self._client_lock = threading.Lock()
         self.prefix = prefix
-        self.server = _server_of(client)
+        self.cluster = isinstance(client, redis.RedisCluster) if cluster is None else cluster
+        self.replicas = replicas
+        self._core = prefix + (CORE_TAG if self.cluster else "")
+        if server is None:
+            server = "Redis Cluster" if callable(client) else _server_of(client)
+        self.server = server
 
     @classmethod
     def from_url(
         cls, url: str, *, prefix: str = "deployd:", timeout: float | None = None
     ) -> RedisStore:
-        """A store on `url` (redis://, rediss:// or unix://) that fails fast when Redis is away.
+        """A store on `url` (deployd.store.connect: one server, Sentinel or Cluster) that fails
+        fast when Redis is away, and connects to nothing until first used.
 
         Connecting gives up after 1 s and a reply is awaited 2 s, then the call raises
         StoreUnavailableError: never retried here, since callers already decide what to do
         without the store (serve from cache, fail the command) and a retried timeout only doubles
         the wait. A connection that died while idle in the pool is replaced when next used.
         `timeout` replaces both limits (a worker's background refresh uses a short one).
+        A bad or unsupported URL is a ConfigError that does not repeat it.
         """
-        try:
-            client = redis.Redis.from_url(
-                url,
-                socket_connect_timeout=timeout or CONNECT_TIMEOUT_SECONDS,
-                socket_timeout=timeout or READ_TIMEOUT_SECONDS,
-                health_check_interval=HEALTH_CHECK_SECONDS,
-                retry=Retry(NoBackoff(), 0),
+        target = parse_redis_url(url)
+        if target.kind == "cluster":
+            return cls(
+                lambda: redis_client(target, timeout=timeout),
+                prefix=prefix,
+                server=target.description,
+                cluster=True,
             )
-            # Options in the URL's query reach a connection only when one is made: make one (it
-            # connects to nothing) so an unknown option (`?cluster=true`) is this error now,
-            # not a TypeError at the first command.
-            pool = client.connection_pool
-            pool.connection_class(**pool.connection_kwargs)
-        except (ValueError, TypeError) as e:
-            # The URL itself is not repeated: it may carry a password.
-            unknown = re.search(r"unexpected keyword argument '(\w+)'", str(e))
-            why = f"unknown option {unknown.group(1)!r}" if unknown else str(e)
-            raise ConfigError(
-                f"not a usable Redis URL: {why} (deployd takes redis://, rediss:// and unix://"
-                " URLs of one Redis server; Sentinel and Cluster URLs are not supported yet)"
-            ) from e
-        return cls(client, prefix=prefix)
+        client = redis_client(target, timeout=timeout)
+        server = target.description or _server_of(client)
+        replicas = WAIT_REPLICAS if target.kind == "sentinel" else 0
+        return cls(client, prefix=prefix, server=server, cluster=False, replicas=replicas)
+
+    @property
+    def client(self) -> RedisClient:
+        """The Redis client, made on first use when it was given as a function (it raises, and
+        `_call` turns that into StoreUnavailableError, while the cluster cannot be reached)."""
+        if self._client is None:
+            with self._client_lock:
+                if self._client is None:
+                    assert self._make_client is not None
+                    self._client = self._make_client()
+        return self._client
 
     def close(self) -> None:
         """Close the client's connections."""
-        self.client.close()
+        if self._client is not None:
+            self._client.close()
 
     def _key(self, *parts: str) -> str:
-        return self.prefix + "".join(parts)
+        """The name of a core key (channels, revocations, publishers, ...)."""
+        return self._core + "".join(parts)
 
     def _call(self, what: str, action: Callable[[], T]) -> T:
         try:
             return action()
-        except redis.RedisError as e:
+        except MasterNotFoundError as e:
+            # Sentinel's message lists every sentinel client's settings: say what it means.
+            message = f"{what}: no sentinel names a reachable primary for {self.server}"
+            raise StoreUnavailableError(message) from e
+        except (redis.RedisError, redis.exceptions.RedisClusterException) as e:
             raise StoreUnavailableError(f"{what}: Redis at {self.server} failed: {e}") from e
 
-    def _transaction(self, what: str, body: Callable[[Pipeline], T], *watched: str) -> T:
+    def _transaction(
+        self,
+        what: str,
+        body: Callable[[Pipeline], T],
+        *watched: str,
+        announce: Callable[[T], str | None] | None = None,
+        durable: bool = True,
+    ) -> T:
         """Run `body` in redis-py's WATCH/MULTI/EXEC loop (again whenever EXEC finds a watched key
-        changed) and return what its last run, the one that committed, returned."""
+        changed) and return what its last run, the one that committed, returned.
+
+        Then, when `durable`, wait for the replicas a change needs (`_confirm`), and tell the
+        `changes` topic what `announce` makes of the result (after EXEC: a cluster takes no
+        PUBLISH inside a transaction, and a listener must find the change already there)."""
         returned: list[T] = []
 
         def run(pipe: Pipeline) -> None:
             returned.append(body(pipe))
 
         self._call(what, lambda: self.client.transaction(run, *watched))
-        return returned[-1]
+        result = returned[-1]
+        if durable:
+            self._confirm(what)
+        message = announce(result) if announce is not None else None
+        if message is not None:
+            self._call(what, lambda: self.client.publish(self._key(CHANGES_TOPIC), message))
+        return result
+
+    def _confirm(self, what: str) -> None:
+        """With `replicas` set (Sentinel), raise StoreUnavailableError unless that many replicas
+        have every write made so far: WAIT counts the writes of its own connection, and
+        replication keeps one order, so one more write followed by WAIT on one connection
+        covers the transaction that just committed on another."""
+        if not self.replicas:
+            return
+
+        def wait() -> int:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.incr(self._key(REPLICATED))
+            pipe.wait(self.replicas, WAIT_MILLISECONDS)
+            return int(pipe.execute()[-1])
+
+        confirmed = self._call(what, wait)
+        if confirmed < self.replicas:
+            raise StoreUnavailableError(
+                f"{what}: Redis at {self.server}: no replica confirmed the change within"
+                f" {WAIT_MILLISECONDS} ms, so it is not acknowledged (it may still be applied)"
+            )
 
     def ping(self) -> None:
         self._call("ping", self.client.ping)
@@ -215,10 +298,11 @@ class RedisStore:
             if raised:
                 pipe.hset(floors_key, mapping=_fields(raised))
             pipe.set(epoch_key, epoch)
-            pipe.publish(self._key(CHANGES_TOPIC), "epoch")
             return epoch
 
-        return self._transaction("initialise", transaction, epoch_key, floors_key)
+        return self._transaction(
+            "initialise", transaction, epoch_key, floors_key, announce=lambda _: "epoch"
+        )
 
     def floors(self) -> dict[str, int]:
         return self._call("read floors", lambda: _read_floors(self.client, self._key(FLOORS)))
@@ -236,11 +320,10 @@ class RedisStore:
 
     def export(self) -> StoreContents:
         watched = [self._key(k) for k in (EPOCH, GENERATION, PUBLISHERS, FLOORS)]
-        watched.append(self._customer_key(CUSTOMERS_VERSION))
 
         def transaction(pipe: Pipeline) -> StoreContents:
             # Every publish and revocation moves `generation`: a change while reading makes
-            # redis-py read again, so the backup is one consistent moment.
+            # redis-py read again, so the backup is one consistent moment of the core keys.
             epoch = pipe.get(self._key(EPOCH))
             names = sorted(_text(n) for n in pipe.hkeys(self._key(CHANNELS)))
             channels = {name: _records(pipe.hvals(self._key(HISTORY, name))) for name in names}
@@ -254,32 +337,37 @@ class RedisStore:
                 revocations=[(jti, _text(entries[jti.encode()])) for jti in jtis],
                 publishers=sorted(publishers, key=lambda p: p.name),
                 floors=_read_floors(pipe, self._key(FLOORS)),
-                customers=self._read_customers(pipe),
             )
             pipe.multi()
             return contents
 
-        return self._transaction("export", transaction, *watched)
+        contents = self._transaction("export", transaction, *watched, durable=False)
+        # Customer records are their own family (their own hash tag, so their own slot on a
+        # cluster): read as one moment of theirs.
+        return replace(contents, customers=self.customers())
 
     def restore(self, contents: StoreContents, *, force: bool = False) -> str:
+        """Customer records first, then the core keys with the new epoch last, each family in
+        one transaction of its own (one slot each on a cluster)."""
         owned = [
             self._key(k) for k in (CHANNELS, REVOKED, REVOCATIONS, PUBLISHERS, PUBLISHER_TOKENS)
         ]
-        owned.append(self._customer_key(CUSTOMER_RECORDS))
-        customers_version = self._customer_key(CUSTOMERS_VERSION)
         watched = [*owned, self._key(EPOCH), self._key(FLOORS), self._key(GENERATION)]
-        watched.append(customers_version)
         epoch = new_epoch()
+
+        def core_is_empty(client: RedisClient | Pipeline) -> bool:
+            return not any(client.exists(k) for k in owned)
+
+        if not force and not self._call("read the store", lambda: core_is_empty(self.client)):
+            raise _not_empty()
+        self._restore_customers(contents.customers, force=force)
 
         def transaction(pipe: Pipeline) -> str:
             before = {_text(n): int(s) for n, s in pipe.hgetall(self._key(CHANNELS)).items()}
-            if not force and (before or any(pipe.exists(k) for k in owned)):
-                raise ConflictError("the store is not empty; restore over it only with --force")
+            if not force and not core_is_empty(pipe):
+                raise _not_empty()
             floors = _merged(_read_floors(pipe, self._key(FLOORS)), before, contents.floors)
             generation = max(int(pipe.get(self._key(GENERATION)) or 0), contents.generation) + 1
-            version = restored_customers_version(
-                int(pipe.get(customers_version) or 0), contents.customers
-            )
             pipe.multi()
             for name in before:
                 pipe.delete(self._key(CHANNEL, name), self._key(HISTORY, name))
@@ -288,12 +376,27 @@ class RedisStore:
             if floors:
                 pipe.hset(self._key(FLOORS), mapping=_fields(floors))
             pipe.set(self._key(GENERATION), generation)
-            pipe.set(customers_version, version)
             pipe.set(self._key(EPOCH), epoch)
-            pipe.publish(self._key(CHANGES_TOPIC), "epoch")
             return epoch
 
-        return self._transaction("restore", transaction, *watched)
+        return self._transaction("restore", transaction, *watched, announce=lambda _: "epoch")
+
+    def _restore_customers(self, customers: list[CustomerRecord], *, force: bool) -> None:
+        records = self._customer_key(CUSTOMER_RECORDS)
+        version_key = self._customer_key(CUSTOMERS_VERSION)
+
+        def transaction(pipe: Pipeline) -> None:
+            if not force and pipe.exists(records):
+                raise _not_empty()
+            version = restored_customers_version(int(pipe.get(version_key) or 0), customers)
+            pipe.multi()
+            pipe.delete(records)
+            if customers:
+                written = {c.subject: c.to_json() for c in customers}
+                pipe.hset(records, mapping=_fields(written))
+            pipe.set(version_key, version)
+
+        self._transaction("restore customers", transaction, records, version_key)
 
     def _write_contents(self, pipe: Pipeline, contents: StoreContents) -> None:
         for name, history in contents.channels.items():
@@ -310,30 +413,38 @@ class RedisStore:
             pipe.hset(self._key(PUBLISHERS), publisher.name, publisher.to_json())
             if publisher.active:
                 pipe.hset(self._key(PUBLISHER_TOKENS), publisher.token_hash, publisher.name)
-        if contents.customers:
-            records = {c.subject: c.to_json() for c in contents.customers}
-            pipe.hset(self._customer_key(CUSTOMER_RECORDS), mapping=_fields(records))
 
     def persistence(self) -> Persistence:
+        """How the server (on a cluster: every primary) keeps its data; a cluster is described
+        by its least persisted primary."""
         try:
-            config = {
-                _text(k): _text(v)
-                for name in ("appendonly", "appendfsync", "save")
-                for k, v in self.client.config_get(name).items()
-            }
+            configs = [
+                {
+                    _text(k): _text(v)
+                    for name in ("appendonly", "appendfsync", "save")
+                    for k, v in config_get(name).items()
+                }
+                for config_get in self._config_readers()
+            ]
         except redis.ResponseError as e:
             # Managed Redis often disables CONFIG: say so rather than guess.
             return Persistence(False, False, f"could not be checked (CONFIG GET refused: {e})")
-        except redis.RedisError as e:
+        except (redis.RedisError, redis.exceptions.RedisClusterException) as e:
             message = f"read persistence: Redis at {self.server} failed: {e}"
             raise StoreUnavailableError(message) from e
-        aof = config.get("appendonly") == "yes"
-        save = config.get("save", "")
-        described = f"appendonly={config.get('appendonly')}"
-        if aof:
-            described += f" appendfsync={config.get('appendfsync')}"
-        described += f"; save={save!r}"
-        return Persistence(True, aof or bool(save.strip()), described)
+        described = [_persistence_of(config) for config in configs]
+        return min(described, key=lambda p: p.persisted)
+
+    def _config_readers(self) -> list[Callable[[str], Mapping[Any, Any]]]:
+        """CONFIG GET of the server, or of each primary of a cluster."""
+        client = self.client
+        if isinstance(client, redis.RedisCluster):
+            return [
+                node.redis_connection.config_get
+                for node in client.get_primaries()  # type: ignore[no-untyped-call]
+                if node.redis_connection is not None
+            ]
+        return [client.config_get]
 
     def publish(
         self,
@@ -378,13 +489,19 @@ class RedisStore:
             pipe.set(current_key, payload)
             pipe.hset(history_key, str(record.sequence), payload)
             pipe.incr(self._key(GENERATION))
-            pipe.publish(self._key(CHANGES_TOPIC), f"channel:{name}:{record.sequence}")
             return record
 
         # redis-py runs `transaction` again from a fresh read whenever EXEC finds the watched key
         # changed: without `expected_sequence` the publish then lands on the next sequence, with
         # it the re-read raises PreconditionFailedError.
-        return self._transaction("publish", transaction, current_key, epoch_key, floors_key)
+        return self._transaction(
+            "publish",
+            transaction,
+            current_key,
+            epoch_key,
+            floors_key,
+            announce=lambda record: f"channel:{name}:{record.sequence}",
+        )
 
     def history(self, name: str) -> list[ChannelRecord]:
         raw = self._call("read history", lambda: self.client.hgetall(self._key(HISTORY, name)))
@@ -410,10 +527,15 @@ class RedisStore:
             pipe.hset(revoked, jti, entry)
             pipe.rpush(self._key(REVOCATIONS), jti)
             pipe.incr(self._key(GENERATION))
-            pipe.publish(self._key(CHANGES_TOPIC), "revocation")
             return True
 
-        return self._transaction("revoke", transaction, revoked, epoch_key)
+        return self._transaction(
+            "revoke",
+            transaction,
+            revoked,
+            epoch_key,
+            announce=lambda done: "revocation" if done else None,
+        )
 
     def is_revoked(self, jti: str) -> bool:
         return bool(
@@ -439,7 +561,7 @@ class RedisStore:
         )
 
     def add_counts(self, window: int, increments: Mapping[str, int]) -> dict[str, int]:
-        key = self._key(RATELIMIT, str(window))
+        key = self.prefix + RATELIMIT + str(window)  # one key a call: any slot will do
 
         def run() -> list[Any]:
             pipe = self.client.pipeline(transaction=False)
@@ -520,9 +642,9 @@ class RedisStore:
 
     def _customer_key(self, name: str) -> str:
         """The keys of customer records, under one hash tag (one Redis Cluster slot)."""
-        return self._key(CUSTOMERS_TAG, name)
+        return self.prefix + CUSTOMERS_TAG + name
 
-    def _read_customers(self, client: redis.Redis | Pipeline) -> list[CustomerRecord]:
+    def _read_customers(self, client: RedisClient | Pipeline) -> list[CustomerRecord]:
         raw = client.hvals(self._customer_key(CUSTOMER_RECORDS))
         return sorted((CustomerRecord.from_json(v) for v in raw), key=lambda c: c.subject)
 
@@ -581,7 +703,7 @@ class RedisStore:
     def _events_key(self, name: str) -> str:
         """The key of one part of the event log; all under one hash tag, so every multi-key
         step of it stays on one Redis Cluster slot."""
-        return self._key("{events}:", name)
+        return self.prefix + "{events}:" + name
 
     def append_event(self, event: EventRecord, *, keep: int) -> EventRecord:
         log, last_id = self._events_key("log"), self._events_key("last-id")
@@ -622,7 +744,7 @@ class RedisStore:
             pipe.set(lease, owner, px=max(1, int(seconds * 1000)))
             return True
 
-        return self._transaction("take the webhook lease", transaction, lease)
+        return self._transaction("take the webhook lease", transaction, lease, durable=False)
 
     def webhook_state(self) -> WebhookState:
         def read() -> list[Any]:
@@ -649,7 +771,9 @@ class RedisStore:
                 pipe.hincrby(counts_key, name, n)
             return True
 
-        return self._transaction("advance the webhook cursor", transaction, lease, cursor_key)
+        return self._transaction(
+            "advance the webhook cursor", transaction, lease, cursor_key, durable=False
+        )
 
     # --- fleet: instances ---
     # Keys, all under one hash tag (deployd.fleet.redis_scripts), named by `_fleet_key`:
@@ -668,10 +792,13 @@ class RedisStore:
         return self.prefix + "{fleet}:" + "".join(parts)
 
     def _fleet_script(self, what: str, source: str, args: Sequence[Any]) -> Any:
-        script = self._fleet_scripts.get(source)
-        if script is None:
-            script = self._fleet_scripts[source] = self.client.register_script(source)
-        return self._call(what, lambda: script(keys=[self._fleet_key()], args=list(args)))
+        def run() -> Any:
+            script = self._fleet_scripts.get(source)
+            if script is None:  # made with the client, which a cluster makes on first use
+                script = self._fleet_scripts[source] = self.client.register_script(source)
+            return script(keys=[self._fleet_key()], args=list(args))
+
+        return self._call(what, run)
 
     @property
     def _fleet_scripts(self) -> dict[str, Any]:
@@ -872,7 +999,9 @@ class RedisStore:
 
         # Both keys watched: a concurrent flush makes this one read again, so the counts it
         # returns are the ones it left (a threshold is seen crossing exactly once).
-        return self._transaction("record reports", transaction, outcomes_key, counts_key)
+        return self._transaction(
+            "record reports", transaction, outcomes_key, counts_key, durable=False
+        )
 
     def outcome_counts(self, channel: str) -> dict[str, OutcomeCounts]:
         raw = self._call(
@@ -897,7 +1026,9 @@ class RedisStore:
             self._log_rollout_event(pipe, event)
             return True
 
-        return self._transaction("halt release", transaction, keys.halts)
+        return self._rollout_changed(
+            event, self._transaction("halt release", transaction, keys.halts)
+        )
 
     def resume_release(self, event: RolloutEvent) -> bool:
         keys = self._rollout_keys
@@ -916,14 +1047,27 @@ class RedisStore:
 
         outcomes = keys.outcomes(event.channel, event.release)
         counts = keys.counts(event.channel)
-        return self._transaction("resume release", transaction, keys.halts, outcomes, counts)
+        resumed = self._transaction("resume release", transaction, keys.halts, outcomes, counts)
+        return self._rollout_changed(event, resumed)
 
     def _log_rollout_event(self, pipe: Pipeline, event: RolloutEvent) -> None:
         log = self._rollout_keys.log(event.channel)
         pipe.rpush(log, event.to_json())
         pipe.ltrim(log, -ROLLOUT_LOG_LENGTH, -1)
-        pipe.incr(self._key(GENERATION))
-        pipe.publish(self._key(CHANGES_TOPIC), f"{event.kind}:{event.channel}:{event.release}")
+
+    def _rollout_changed(self, event: RolloutEvent, changed: bool) -> bool:
+        """After a halt or resume committed, move the generation so workers read the halts again.
+
+        A step of its own: the rollouts' keys and `generation` are in different slots on a
+        cluster. In this order a worker that sees the generation move finds the halt already
+        there; if this step fails (StoreUnavailableError), the halt is kept and workers pick it
+        up at the next change."""
+        if changed:
+            what = f"{event.kind} {event.channel} {event.release}"
+            self._call(what, lambda: self.client.incr(self._key(GENERATION)))
+            message = f"{event.kind}:{event.channel}:{event.release}"
+            self._call(what, lambda: self.client.publish(self._key(CHANGES_TOPIC), message))
+        return changed
 
     def halts(self) -> dict[str, dict[str, RolloutEvent]]:
         raw = self._call("read halts", lambda: self.client.hvals(self._rollout_keys.halts))
@@ -967,6 +1111,20 @@ class RolloutKeys:
         return f"{self._base}log:{channel}"
 
 
+def _persistence_of(config: Mapping[str, str]) -> Persistence:
+    aof = config.get("appendonly") == "yes"
+    save = config.get("save", "")
+    described = f"appendonly={config.get('appendonly')}"
+    if aof:
+        described += f" appendfsync={config.get('appendfsync')}"
+    described += f"; save={save!r}"
+    return Persistence(True, aof or bool(save.strip()), described)
+
+
+def _not_empty() -> ConflictError:
+    return ConflictError("the store is not empty; restore over it only with --force")
+
+
 def _halt_field(channel: str, release: str) -> str:
     return f"{channel} {release}"
 
@@ -975,7 +1133,7 @@ def _count_fields(release: str) -> list[str]:
     return [f"{release} {outcome}" for outcome in OUTCOMES]
 
 
-def _read_floors(client: redis.Redis | Pipeline, key: str) -> dict[str, int]:
+def _read_floors(client: RedisClient | Pipeline, key: str) -> dict[str, int]:
     return {_text(name): int(mark) for name, mark in client.hgetall(key).items()}
 
 

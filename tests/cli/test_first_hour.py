@@ -43,11 +43,31 @@ def test_output_into_a_reader_that_leaves_early_ends_quietly(server, token):
 
 
 @pytest.mark.parametrize(
-    "url", ["redis://127.0.0.1:6379/0?cluster=true", "redis+sentinel://127.0.0.1:26379/mymaster"]
+    "url",
+    [
+        "redis://:hunter2@127.0.0.1:6379/0?cluster=true",
+        "memcached://:hunter2@127.0.0.1:11211",
+        "redis+sentinel://:hunter2@127.0.0.1:26379",
+        "redis+sentinel://:hunter2@127.0.0.1/deployd",
+        "redis+sentinel://:hunter2@127.0.0.1:26379/deployd/zero",
+        "redis+cluster://:hunter2@127.0.0.1:7000/1",
+        "redis+cluster://:hunter2@127.0.0.1:7000?timeout=3",
+    ],
 )
 def test_an_unsupported_redis_url_is_one_line_not_a_traceback(capsys, url):
-    # `?cluster=true` used to end in a TypeError traceback at the first command.
+    # `?cluster=true` used to end in a TypeError traceback at the first command (the cluster
+    # form is redis+cluster://); the password is never repeated.
     assert main(["store", "status", "--redis-url", url]) != 0
     err = capsys.readouterr().err
     assert err.startswith("deployd: error: not a usable Redis URL: ")
     assert "Traceback" not in err and len(err.splitlines()) == 1
+    assert "hunter2" not in err
+
+
+def test_a_sentinel_url_without_a_sentinel_is_one_line_naming_the_service(capsys):
+    url = "redis+sentinel://:hunter2@127.0.0.1:1,127.0.0.1:2/deployd/0"
+    assert main(["store", "status", "--redis-url", url]) != 0
+    err = capsys.readouterr().err
+    assert "no sentinel names a reachable primary for sentinel service 'deployd'" in err
+    assert "Traceback" not in err and len(err.splitlines()) == 1
+    assert "hunter2" not in err

@@ -1,4 +1,5 @@
-"""The stores every contract test runs against: memory, Redis on fakeredis, a real redis-server."""
+"""The stores every contract test runs against: memory, Redis on fakeredis, a real redis-server
+and a real three-primary Redis Cluster."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ BACKENDS = [
     "memory",
     "fakeredis",
     pytest.param("redis", marks=pytest.mark.redis_server),
+    pytest.param("cluster", marks=pytest.mark.redis_server),
 ]
 
 
@@ -31,6 +33,11 @@ def open_backend(request: pytest.FixtureRequest, *, initialized: bool = True) ->
             store.initialize()
         yield store
         client.close()
+    elif request.param == "cluster":
+        client = request.getfixturevalue("real_cluster")  # initialised
+        if not initialized:
+            client.flushall(target_nodes=client.PRIMARIES)
+        yield RedisStore(client)
     else:
         client = request.getfixturevalue("real_redis")  # initialised
         if not initialized:
