@@ -51,7 +51,13 @@ def _holds(predicate: Callable[[], bool]) -> bool:
 
 
 def readyz_status(url: str) -> int:
-    return requests.get(url + "/readyz", timeout=POLL_TIMEOUT).status_code
+    return readyz(url, []).status_code
+
+
+def readyz(url: str, answers: list[requests.Response]) -> requests.Response:
+    """GET /readyz, kept in `answers`."""
+    answers.append(requests.get(url + "/readyz", timeout=POLL_TIMEOUT))
+    return answers[-1]
 
 
 @pytest.fixture
@@ -153,8 +159,11 @@ def test_polls_are_answered_while_redis_hangs_and_a_publish_after_shows_up(tmp_p
                     + server_events(server.log())
                 )
                 # Readiness says so (the background refresh timed out; no request waited).
-                wait_for(lambda: readyz_status(server.url) == 503)
-                ready = requests.get(server.url + "/readyz", timeout=POLL_TIMEOUT).json()
+                # Each worker finds out on its own refresh: judge the 503 answer itself, not a
+                # second request, which another worker may answer while it is still ready.
+                refusals: list[requests.Response] = []
+                wait_for(lambda: readyz(server.url, refusals).status_code == 503)
+                ready = refusals[-1].json()
                 assert (ready["error"]["code"], ready["store"]) == (
                     "store_unavailable",
                     "unreachable",
