@@ -56,7 +56,9 @@ def check_bundle_file(checkup: Checkup) -> Outcome:
         members = read_members(data, max_body_bytes=MAX_BODY_BYTES)
     except BundleRefusedError as e:
         return _refused(
-            e, "give the offline bundle as exported (deployd bundle export); copy it again"
+            e,
+            "give the offline bundle as exported (deployd bundle export); if it was cut short"
+            " or damaged on the way, copy it again",
         )
     checkup.bundle, checkup.members = data, members
     return passed(
