@@ -5,12 +5,14 @@ the agent's own stepping code (`Poller.bundle_spec`); then the local checks
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from deployd.client import local_checks
+from deployd.client.cache import APPLIED_FILE, SEQUENCES_FILE, SPEC_FILE
 from deployd.client.checkup import Check, Outcome, failed, passed, register_check_source
 from deployd.client.config import ClientConfig
 from deployd.client.errors import SpecRefusedError
@@ -36,6 +38,8 @@ TRUST_HINT = (
     "trust the vendor's spec-signing key: --trust-key FILE (the PEM file, or the JWKS the server"
     " publishes, checked out of band)"
 )
+# What `Poller` reads from the cache directory to know where the agent stands.
+AGENT_MEMORY = (SPEC_FILE, SEQUENCES_FILE, APPLIED_FILE)
 NEW_BUNDLE_HINT = "ask the vendor for a new bundle (deployd bundle export)"
 
 
@@ -178,17 +182,34 @@ def _spec_hint(error: BundleRefusedError) -> str:
 def check_next_release(checkup: Checkup) -> Outcome:
     """The release the agent would apply next from this bundle, as `deployd agent --bundle`
     picks it: from the release the cache directory says is applied (else a first install), or
-    the pinned one, through the agent's rollback floors."""
+    the pinned one, through the agent's rollback floors. The agent's memory is read from a copy,
+    so that nothing in its cache directory changes."""
     cache_dir = checkup.site.options.cache_dir
     if cache_dir is not None and not cache_dir.is_dir():
         return failed(
             f"no cache directory at {cache_dir}",
             "give the agent's --cache-dir, or leave it out to check a first install",
         )
-    if cache_dir is not None:
-        return _step(checkup, cache_dir, f"(applied, in {cache_dir})")
-    with tempfile.TemporaryDirectory(prefix="deployd-verify-") as empty:
-        return _step(checkup, Path(empty) / "cache", "")
+    with tempfile.TemporaryDirectory(prefix="deployd-verify-") as scratch:
+        memory = Path(scratch) / "cache"
+        if cache_dir is None:
+            return _step(checkup, memory, "")
+        try:
+            _copy_memory(cache_dir, memory)
+        except OSError as e:
+            return failed(
+                f"cannot read the agent's cache directory {cache_dir}: {e.strerror}",
+                "run deployd verify as the agent's user",
+            )
+        return _step(checkup, memory, f"(applied, in {cache_dir})")
+
+
+def _copy_memory(cache_dir: Path, copy: Path) -> None:
+    """The files of the agent's memory (its spec, floors and applied state) copied to `copy`."""
+    copy.mkdir(mode=0o700)
+    for name in AGENT_MEMORY:
+        if (cache_dir / name).exists():
+            shutil.copyfile(cache_dir / name, copy / name)
 
 
 def _step(checkup: Checkup, cache_dir: Path, where: str) -> Outcome:

@@ -193,6 +193,21 @@ def test_a_bundle_older_than_what_the_agent_applied_fails_the_next_release_check
     assert [n for n, s in statuses(checks).items() if s != "pass"] == ["next-release", "merge"]
 
 
+def test_verify_changes_nothing_in_the_agents_cache(
+    capsys, tmp_path, vendor, license_file, put, network_uses
+):
+    license = license_file.read_text().strip()
+    cache = run_agent(capsys, tmp_path, vendor, license_file, vendor.export(license))
+    (cache / "sequences.json").write_text("damaged")  # the agent would rebuild it
+    before = {p.name: p.read_bytes() for p in cache.iterdir()}
+    code, checks = verify(
+        capsys, put(vendor.export(license)), *site(vendor, license_file, "--cache-dir", cache)
+    )
+    assert code == 0
+    assert checks["next-release"]["details"]["current"] == "1.2.0"
+    assert {p.name: p.read_bytes() for p in cache.iterdir()} == before
+
+
 def test_a_cache_dir_goes_with_a_bundle_only(capsys, tmp_path):
     code = main(["verify", "--server", "http://127.0.0.1:9", "--cache-dir", str(tmp_path)])
     assert code == 1
