@@ -32,7 +32,6 @@ from deployd.offline.reading import (
 )
 from deployd.specs.signing import SignatureError, parse_signature_header
 
-DAY_SECONDS = 86_400
 MAX_BODY_BYTES = ClientConfig.max_body_bytes
 TRUST_HINT = (
     "trust the vendor's spec-signing key: --trust-key FILE (the PEM file, or the JWKS the server"
@@ -132,7 +131,7 @@ def check_bundle_expiry(checkup: Checkup) -> Outcome:
     manifest = checkup.manifest
     assert manifest is not None
     now = time.time()
-    days = int((manifest.expires_at() - now) // DAY_SECONDS)
+    days = int((manifest.expires_at() - now) // local_checks.DAY_SECONDS)
     try:
         check_not_expired(manifest, now)
     except BundleRefusedError as e:
