@@ -6,13 +6,14 @@ Exit codes: 0 when no check failed, 1 when one did (or the options are wrong).
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
+import deployd.client.bundle_checks  # noqa: F401  (registers the "bundle" checks)
 import deployd.client.server_checks  # noqa: F401  (registers the "server" checks)
 from deployd.cli import Subparsers
 from deployd.client.checkup import check_source, run_checks
 from deployd.client.site import Checkup, Site, SiteOptions
+from deployd.errors import ConfigError
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -26,8 +27,11 @@ def register(subparsers: Subparsers) -> None:
         " certificate against the CA options, its expiry), the clock against the server's, the"
         " license (offline, then with the server), the channel spec (fetched, its signature"
         " against the trusted keys, its channel), the merge with the user input and"
-        " custom-resource values, and the reconciler. Each check prints a line with a reason and,"
-        " when it fails, a fix. Exit code 0 when none failed, 1 otherwise.",
+        " custom-resource values, and the reconciler. With --bundle FILE, an offline bundle"
+        " instead of the server, without the network: the file, the manifest's signature, who"
+        " it is for, its expiry, the license, each spec, the release the agent would apply"
+        " (from --cache-dir), the merge and the reconciler. Each check prints a line with a"
+        " reason and, when it fails, a fix. Exit code 0 when none failed, 1 otherwise.",
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--server", metavar="URL", help="base URL of the deployd server")
@@ -61,11 +65,19 @@ def register(subparsers: Subparsers) -> None:
         metavar="ID",
         help="the agent's instance id, so that the fleet view counts this check as that cluster",
     )
+    parser.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        help="with --bundle: the agent's cache directory, to step from the release it applied"
+        " (default: a first install)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.cache_dir and not args.bundle:
+        raise ConfigError("--cache-dir goes with --bundle (the server checks do not read it)")
     options = SiteOptions(
         server=args.server,
         bundle=Path(args.bundle) if args.bundle else None,
@@ -80,15 +92,9 @@ def run(args: argparse.Namespace) -> int:
         command=args.command,
         write=args.write,
         instance_id=args.instance_id,
+        cache_dir=Path(args.cache_dir) if args.cache_dir else None,
     )
-    name = "bundle" if args.bundle else "server"
-    checks_for = check_source(name)
-    if checks_for is None:
-        print(
-            f"deployd: error: --{name} is not available in this build of deployd verify",
-            file=sys.stderr,
-        )
-        return EXIT_FAILED
+    checks_for = check_source("bundle" if args.bundle else "server")
     checkup = Checkup(Site(options))
     report = run_checks(checks_for(checkup), checkup)
     print(report.to_json() if args.json else report.to_text())

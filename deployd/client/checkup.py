@@ -6,8 +6,9 @@ found) that returns an `Outcome`. `run_checks` runs a list of them in order: a c
 by a check (an unreadable file, a refused answer) is its failure, with the check's hint.
 
 Where the spec comes from is a *check source*: a function giving the list of checks for a
-`Checkup`. ``server`` is built in (`deployd.client.server_checks`); an offline bundle is another
-source, plugged in with `register_check_source("bundle", ...)`.
+`Checkup`, registered under its name with `register_check_source`: ``server``
+(`deployd.client.server_checks`) and ``bundle``, an offline bundle
+(`deployd.client.bundle_checks`).
 """
 
 from __future__ import annotations
@@ -139,11 +140,6 @@ def register_check_source(name: str, source: CheckSource) -> None:
     _SOURCES[name] = source
 
 
-def unregister_check_source(name: str) -> None:
-    """Forget the checks for `name` (a build, or a test, that plugged them in takes them out)."""
-    _SOURCES.pop(name, None)
-
-
-def check_source(name: str) -> CheckSource | None:
-    """The checks registered for `name`, or None when this build has none."""
-    return _SOURCES.get(name)
+def check_source(name: str) -> CheckSource:
+    """The checks registered for `name` (KeyError for a name no module registered)."""
+    return _SOURCES[name]

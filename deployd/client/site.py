@@ -4,6 +4,7 @@ first use with the agent's own loaders, and what the checks found so far (`Check
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -20,6 +21,7 @@ from deployd.client.inputs import (
 from deployd.client.licensing import LicenseChoice, find_license
 from deployd.client.trust import CATrust, load_ca_trust
 from deployd.client.verify import VerifiedSpec
+from deployd.offline.manifest import Manifest
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,7 @@ class SiteOptions:
     command: str | None = None
     write: str | None = None
     instance_id: str | None = None
+    cache_dir: Path | None = None
 
 
 class Site:
@@ -93,3 +96,7 @@ class Checkup:
     site: Site
     addresses: list[tuple[str, int]] = field(default_factory=list)
     spec: VerifiedSpec | None = None
+    # An offline bundle's bytes, its members and its verified manifest (`--bundle`).
+    bundle: bytes | None = field(default=None, repr=False)
+    members: Mapping[str, bytes] = field(default_factory=dict, repr=False)
+    manifest: Manifest | None = None

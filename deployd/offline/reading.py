@@ -127,29 +127,75 @@ def open_bundle(
     """The bundle in `data` once every check passed (see the module); BundleRefusedError.
 
     `license_subject` None skips the license check (only `deployd bundle inspect` does that);
-    `expected_channel` None expects the manifest's channel.
+    `expected_channel` None expects the manifest's channel. Each step is a function of its own,
+    so that `deployd verify --bundle` can report them one by one.
     """
     members = read_members(data, max_body_bytes=max_body_bytes)
+    manifest = verified_manifest(members, trusted_keys)
+    if license_subject is not None:
+        check_subject(manifest, license_subject)
+    check_not_expired(manifest, now)
+    specs = verified_specs(
+        manifest,
+        members,
+        channel=expected_channel or manifest.channel,
+        now=now,
+        trusted_keys=trusted_keys,
+        max_body_bytes=max_body_bytes,
+    )
+    return OpenedBundle(manifest, specs, members)
+
+
+def verified_manifest(
+    members: Mapping[str, bytes], trusted_keys: Mapping[str, Ed25519PublicKey]
+) -> Manifest:
+    """Steps 2 and 3: the manifest, its signature verified against `trusted_keys`, with every
+    member it lists there, unchanged, and nothing else."""
     manifest_bytes = _member(members, MANIFEST_MEMBER)
-    signature = _member(members, SIGNATURE_MEMBER).decode("ascii", "replace").strip()
+    signature = manifest_signature(members)
     try:
         verify_signature(signature, manifest_bytes, trusted_keys)
     except SignatureError as e:
         raise BundleRefusedError(BAD_MANIFEST, _signature_problem(e, signature)) from e
     manifest = Manifest.parse(manifest_bytes)
     _check_files(manifest, members)
-    if license_subject is not None and manifest.subject != license_subject:
+    return manifest
+
+
+def manifest_signature(members: Mapping[str, bytes]) -> str:
+    """The manifest's signature header value, as the bundle holds it (not verified)."""
+    return _member(members, SIGNATURE_MEMBER).decode("ascii", "replace").strip()
+
+
+def check_subject(manifest: Manifest, license_subject: str) -> None:
+    """Step 4: the bundle is for the customer of the agent's license."""
+    if manifest.subject != license_subject:
         raise BundleRefusedError(
             WRONG_LICENSE,
             f"the bundle is for customer {manifest.subject!r}, not for this license's"
             f" {license_subject!r}",
         )
+
+
+def check_not_expired(manifest: Manifest, now: float) -> None:
+    """Step 4: the bundle has not expired."""
     if now >= manifest.expires_at():
         raise BundleRefusedError(
             EXPIRED, f"the bundle expired at {manifest.expires}: ask the vendor for a new one"
         )
-    channel = expected_channel or manifest.channel
-    specs = {
+
+
+def verified_specs(
+    manifest: Manifest,
+    members: Mapping[str, bytes],
+    *,
+    channel: str,
+    now: float,
+    trusted_keys: Mapping[str, Ed25519PublicKey],
+    max_body_bytes: int,
+) -> dict[str, VerifiedSpec]:
+    """Step 5: every spec the manifest lists, verified for `channel` (by release)."""
+    return {
         entry.release: _verified_spec(
             members[entry.member],
             entry,
@@ -161,7 +207,6 @@ def open_bundle(
         )
         for entry in manifest.specs
     }
-    return OpenedBundle(manifest, specs, members)
 
 
 def _signature_problem(error: SignatureError, header: str) -> str:

@@ -11,12 +11,6 @@ import pytest
 import yaml
 
 from deployd.cli.main import main
-from deployd.client.checkup import (
-    Check,
-    passed,
-    register_check_source,
-    unregister_check_source,
-)
 from tests.client.faultserver import (
     FaultServer,
     answer_json,
@@ -333,24 +327,3 @@ def test_an_exec_command_that_does_not_exist_fails(live, live_site, capsys):
     code = main(["verify", "--server", live.url, *live_site, "--exec", "no-such-reconciler --x"])
     assert code == 1
     assert "command no-such-reconciler not found" in capsys.readouterr().out
-
-
-# --- sources -------------------------------------------------------------------------------------
-
-
-def test_bundle_checks_are_not_in_this_build(capsys, tmp_path):
-    assert main(["verify", "--bundle", str(tmp_path / "b.tar")]) == 1
-    assert "--bundle is not available in this build" in capsys.readouterr().err
-
-
-def test_a_registered_check_source_is_what_runs(capsys, tmp_path):
-    register_check_source("bundle", lambda checkup: [Check("bundle", _bundle_ok, "")])
-    try:
-        assert main(["verify", "--bundle", str(tmp_path / "b.tar")]) == 0
-    finally:
-        unregister_check_source("bundle")
-    assert capsys.readouterr().out.startswith("PASS  bundle  read b.tar")
-
-
-def _bundle_ok(checkup):
-    return passed(f"read {checkup.site.options.bundle.name}")
