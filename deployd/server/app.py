@@ -29,6 +29,9 @@ from deployd.api.operator import fast_spec
 from deployd.api.request import DeploydRequest
 from deployd.errors import PayloadTooLargeError
 from deployd.logs import request_id
+from deployd.metrics import exposition
+from deployd.metrics.access import metrics_enabled
+from deployd.metrics.requests import CountingMiddleware, note_route
 from deployd.protocol import SPEC_PATH, VALIDATE_PATH
 from deployd.server.services import build_services
 from deployd.server.settings import Settings, settings_from_env
@@ -66,6 +69,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     modules = (error_handlers, meta, operator, licenses, catalog, publishing, customers, events)
     for module in (*modules, fleet, rollouts):
         module.init_app(app)
+    exposition.init_app(app, settings)
     console.init_app(app, publishing.authenticator_of(app))
     # Repeat polls are answered from memory before Flask (deployd/api/fastpath.py).
     fast_handlers = {SPEC_PATH: fast_spec, VALIDATE_PATH: fast_validate}
@@ -73,6 +77,10 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     if settings.trusted_proxies:
         # Behind N reverse proxies, the client address is the Nth from the right of X-Forwarded-For.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies)  # type: ignore[method-assign]
+    if metrics_enabled(settings):
+        # Outermost: every request is counted, the fast path's and Flask's (deployd.metrics).
+        app.wsgi_app = CountingMiddleware(app.wsgi_app)  # type: ignore[method-assign]
+        app.before_request(note_route)
 
     @app.before_request
     def assign_request_id() -> None:

@@ -34,6 +34,7 @@ from __future__ import annotations
 import hmac
 import json
 import re
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import fields as dataclass_fields
 from dataclasses import replace
@@ -61,6 +62,7 @@ from deployd.fleet.model import (
     Snapshot,
 )
 from deployd.fleet.paging import MAX_SCANNED, Cursor, FleetPage, FleetQuery
+from deployd.metrics.hooks import store_operation
 from deployd.protocol import utc_now
 from deployd.rollouts.records import OUTCOMES, OutcomeCounts, Report, RolloutEvent
 from deployd.store import (
@@ -169,10 +171,17 @@ class RedisStore:
         return self.prefix + "".join(parts)
 
     def _call(self, what: str, action: Callable[[], T]) -> T:
+        """Run `action`; count and time it under `what` (deployd.metrics: a fixed name)."""
+        started = time.perf_counter()
+        failed = True
         try:
-            return action()
+            result = action()
+            failed = False
+            return result
         except redis.RedisError as e:
             raise StoreUnavailableError(f"{what}: Redis at {self.server} failed: {e}") from e
+        finally:
+            store_operation(what, time.perf_counter() - started, failed=failed)
 
     def _transaction(self, what: str, body: Callable[[Pipeline], T], *watched: str) -> T:
         """Run `body` in redis-py's WATCH/MULTI/EXEC loop (again whenever EXEC finds a watched key
