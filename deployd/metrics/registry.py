@@ -102,11 +102,12 @@ REVOCATIONS_MAX_STALENESS = Gauge(
     # A setting, the same in every worker: the most recent value, never a sum.
     multiprocess_mode="livemostrecent",
 )
-STORE_REACHABLE = Gauge(
-    "deployd_store_reachable",
-    "1 when every live worker's last background refresh reached the store, else 0.",
-    # One unreachable worker is enough to say so.
-    multiprocess_mode="livemin",
+STORE_UNREACHABLE = Gauge(
+    "deployd_store_unreachable_workers",
+    "Workers whose last background refresh could not reach the store.",
+    # Each live worker says 1 or 0: the sum counts them (a process that never refreshes, such as
+    # a CLI command, adds nothing).
+    multiprocess_mode="livesum",
 )
 STORE_RESETS = Counter(
     "deployd_store_resets_total",
@@ -153,7 +154,7 @@ ALL = (
     VIEW_AGE,
     REVOCATIONS_AGE,
     REVOCATIONS_MAX_STALENESS,
-    STORE_REACHABLE,
+    STORE_UNREACHABLE,
     STORE_RESETS,
     CHANGES,
     FLEET_INSTANCES,

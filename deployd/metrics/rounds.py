@@ -22,7 +22,7 @@ from deployd.metrics.registry import (
     REVOCATIONS_AGE,
     REVOCATIONS_MAX_STALENESS,
     SPEC_CACHE,
-    STORE_REACHABLE,
+    STORE_UNREACHABLE,
     VIEW_AGE,
 )
 from deployd.server.view import ServerState
@@ -114,7 +114,7 @@ class MetricsRound:
         VIEW_AGE.set(seconds)
         # The revocation list is read with every refresh of the view: the same age.
         REVOCATIONS_AGE.set(seconds)
-        STORE_REACHABLE.set(1 if state.store_reachable else 0)
+        STORE_UNREACHABLE.set(0 if state.store_reachable else 1)
         COMPILED_CHANNELS.set(state.compiled_count())
 
     def _read_fleet(self) -> bool:
