@@ -33,15 +33,16 @@ def on_starting(server):
     `deployd: configuration error: ...` line and exit status 3, not a traceback per worker.
 
     The check runs in a child process (`deployd config check`): importing deployd here would
-    import redis-py and ssl into the master before gevent patches the workers. The metrics'
-    multiprocess directory is made after it (see "Metrics" below), so the check writes none of
-    its values there."""
+    import redis-py and ssl into the master before gevent patches the workers. The check keeps
+    its metrics to itself (no PROMETHEUS_MULTIPROC_DIR), and the workers' metrics directory is
+    made after it (see "Metrics" below)."""
     if getattr(server.app, "app_uri", None) == "deployd.wsgi:app":
         import subprocess
         import sys
 
         check = [sys.executable, "-m", "deployd.cli.main", "config", "check", "--quiet"]
-        if subprocess.run(check, check=False).returncode != 0:
+        env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+        if subprocess.run(check, check=False, env=env).returncode != 0:
             raise SystemExit(server.WORKER_BOOT_ERROR)
     _prepare_metrics_directory()
 

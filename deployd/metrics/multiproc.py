@@ -5,7 +5,9 @@ gunicorn.conf.py calls `prepare_directory` in the master before any worker start
 inherit PROMETHEUS_MULTIPROC_DIR and import prometheus-client after the fork, so they all write
 there), `worker_exited` for each worker that ends (its live gauges stop counting), and
 `remove_directory` when the master exits. Importing this module imports nothing of deployd's
-server (no redis-py, no Flask): the master may.
+server (no redis-py, no Flask): the master may. Nor does it import prometheus-client: that
+chooses, once, on import, whether values go to files, and the master's choice is what every
+worker it forks inherits; so prometheus-client is imported only once the directory is named.
 """
 
 from __future__ import annotations
@@ -14,9 +16,6 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-
-from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
-from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 MULTIPROC_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -41,6 +40,8 @@ def prepare_directory() -> tuple[Path, bool]:
 def worker_exited(pid: int) -> None:
     """A worker ended: drop its live gauges (its counters keep counting in the totals)."""
     if os.environ.get(MULTIPROC_DIR_VARIABLE):
+        from prometheus_client.multiprocess import mark_process_dead
+
         mark_process_dead(pid)  # type: ignore[no-untyped-call]
 
 
@@ -56,6 +57,9 @@ def remove_directory(directory: Path, created: bool) -> None:
 def exposition() -> bytes:
     """Every metric in the text format, over all processes when several write to the
     multiprocess directory, else this process's own."""
+    from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
+    from prometheus_client.multiprocess import MultiProcessCollector
+
     directory = os.environ.get(MULTIPROC_DIR_VARIABLE)
     if not directory:
         return generate_latest(REGISTRY)
