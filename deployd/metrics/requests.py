@@ -1,7 +1,8 @@
 """Counting every HTTP request, whichever way in answers it (deployd.api.fastpath or Flask).
 
-`CountingMiddleware` wraps the whole WSGI app: it notes the status the app starts its response
-with and the time the app took, under the route the request matched. Flask records the route
+`RequestCounter` runs the whole WSGI app (deployd.server.app calls it around the fast path, which
+stays the app's outermost layer): it notes the status the app starts its response with and the
+time the app took, under the route the request matched. Flask records the route
 template (`note_route`, a before-request hook); the fast path records its exact path (`ROUTE_KEY`).
 A request no route matched is counted under ``unmatched``, so a scan of random paths adds no
 labels. The per-request cost is two clock reads and one dict lookup: the label children of each
@@ -33,13 +34,15 @@ def note_route() -> None:
     request.environ[ROUTE_KEY] = rule.rule if rule is not None else UNMATCHED
 
 
-class CountingMiddleware:
-    def __init__(self, app: WSGIApp, clock: Callable[[], float] = time.perf_counter) -> None:
-        self.app = app
+class RequestCounter:
+    def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
         self.clock = clock
         self._children: dict[tuple[str, str], _Children] = {}
 
-    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    def __call__(
+        self, app: WSGIApp, environ: dict[str, Any], start_response: StartResponse
+    ) -> Iterable[bytes]:
+        """`app`'s answer to the request, counted."""
         started = self.clock()
         statuses: list[str] = []
 
@@ -48,7 +51,7 @@ class CountingMiddleware:
             return start_response(status, *args)
 
         try:
-            return self.app(environ, noting_start_response)
+            return app(environ, noting_start_response)
         finally:
             status = statuses[-1][:3] if statuses else "500"
             counter, duration = self._bound(environ.get(ROUTE_KEY, UNMATCHED), status)

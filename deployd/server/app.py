@@ -31,7 +31,7 @@ from deployd.errors import PayloadTooLargeError
 from deployd.logs import request_id
 from deployd.metrics import exposition
 from deployd.metrics.access import metrics_enabled
-from deployd.metrics.requests import CountingMiddleware, note_route
+from deployd.metrics.requests import RequestCounter, note_route
 from deployd.protocol import SPEC_PATH, VALIDATE_PATH
 from deployd.server.services import build_services
 from deployd.server.settings import Settings, settings_from_env
@@ -73,14 +73,15 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     console.init_app(app, publishing.authenticator_of(app))
     # Repeat polls are answered from memory before Flask (deployd/api/fastpath.py).
     fast_handlers = {SPEC_PATH: fast_spec, VALIDATE_PATH: fast_validate}
-    app.wsgi_app = _ServingFastPath(app.wsgi_app, deployd, fast_handlers)  # type: ignore[method-assign]
+    serving = _ServingFastPath(app.wsgi_app, deployd, fast_handlers)
+    app.wsgi_app = serving  # type: ignore[method-assign]
+    if metrics_enabled(settings):
+        # Every request is counted, the fast path's and Flask's (deployd.metrics).
+        serving.counter = RequestCounter()
+        app.before_request(note_route)
     if settings.trusted_proxies:
         # Behind N reverse proxies, the client address is the Nth from the right of X-Forwarded-For.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies)  # type: ignore[method-assign]
-    if metrics_enabled(settings):
-        # Outermost: every request is counted, the fast path's and Flask's (deployd.metrics).
-        app.wsgi_app = CountingMiddleware(app.wsgi_app)  # type: ignore[method-assign]
-        app.before_request(note_route)
 
     @app.before_request
     def assign_request_id() -> None:
@@ -102,9 +103,13 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
 
 class _ServingFastPath(FastPath):
     """FastPath that first makes sure the background refresher runs in the process serving (a
-    gunicorn worker, after the fork)."""
+    gunicorn worker, after the fork), and counts every request when metrics are on."""
+
+    counter: RequestCounter | None = None
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         if self.deployd.refresher is not None:
             self.deployd.refresher.ensure_running()
-        return super().__call__(environ, start_response)
+        if self.counter is None:
+            return super().__call__(environ, start_response)
+        return self.counter(super().__call__, environ, start_response)
