@@ -33,14 +33,18 @@ def on_starting(server):
     `deployd: configuration error: ...` line and exit status 3, not a traceback per worker.
 
     The check runs in a child process (`deployd config check`): importing deployd here would
-    import redis-py and ssl into the master before gevent patches the workers."""
+    import redis-py and ssl into the master before gevent patches the workers. The check keeps
+    its metrics to itself (no PROMETHEUS_MULTIPROC_DIR), and the workers' metrics directory is
+    made after it (see "Metrics" below)."""
     if getattr(server.app, "app_uri", None) == "deployd.wsgi:app":
         import subprocess
         import sys
 
         check = [sys.executable, "-m", "deployd.cli.main", "config", "check", "--quiet"]
-        if subprocess.run(check, check=False).returncode != 0:
+        env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+        if subprocess.run(check, check=False, env=env).returncode != 0:
             raise SystemExit(server.WORKER_BOOT_ERROR)
+    _prepare_metrics_directory()
 
 
 # --- Background refresh and graceful shutdown
@@ -57,6 +61,54 @@ def when_ready(server):
     from deployd.server import draining
 
     draining.install(server, drain_seconds)
+    _serve_metrics_port(server)
+
+
+# --- Metrics (deployd/metrics; docs/operating.md, "Metrics")
+# prometheus-client's multiprocess mode: every worker writes its values to files in one fresh
+# directory, and a scrape reads them all. Made here, in the master, before any worker starts (the
+# workers inherit PROMETHEUS_MULTIPROC_DIR); a dead worker's live gauges are dropped
+# (child_exit); the directory goes when the master exits (on_exit). deployd.metrics.multiproc
+# imports prometheus-client only, never redis-py or Flask.
+_metrics_dir = None
+_metrics_server = None
+
+
+def _prepare_metrics_directory():
+    global _metrics_dir
+    from deployd.metrics import multiproc
+
+    _metrics_dir = multiproc.prepare_directory()
+
+
+def _serve_metrics_port(server):
+    """With DEPLOYD_METRICS_PORT set, the master serves the metrics on that port (only)."""
+    global _metrics_server
+    from deployd.metrics.access import metrics_enabled
+    from deployd.metrics.standalone import MetricsServer
+    from deployd.server.settings import settings_from_env
+
+    settings = settings_from_env()
+    if settings.metrics_port is not None and metrics_enabled(settings):
+        host = os.environ.get("HOST", "0.0.0.0")
+        _metrics_server = MetricsServer(host, settings.metrics_port, settings.metrics_token)
+        _metrics_server.start()
+        server.log.info("serving metrics on %s:%d/metrics", host, settings.metrics_port)
+
+
+def child_exit(server, worker):
+    from deployd.metrics import multiproc
+
+    multiproc.worker_exited(worker.pid)
+
+
+def on_exit(server):
+    from deployd.metrics import multiproc
+
+    if _metrics_server is not None:
+        _metrics_server.stop()
+    if _metrics_dir is not None:
+        multiproc.remove_directory(*_metrics_dir)
 
 
 def post_worker_init(worker):

@@ -50,6 +50,8 @@ WARMUP_SENDS = 20
 # A publish watch that saw fewer answers after the publish proves nothing.
 MIN_WATCHED_ANSWERS = 200
 WATCH_LIMIT_SECONDS = 30.0
+# Metrics on may cost the poll at most 3% of its throughput (issue 14).
+METRICS_MIN_RATIO = 0.97
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,7 @@ class Options:
     publish_releases: int = 1_000
     visibility_window: float = 2.5  # how long after a publish workers are watched
     fleet_only: bool = False  # measure only fleet recording on against off
+    metrics_only: bool = False  # measure only the poll with metrics on against off
 
 
 @dataclass(frozen=True)
@@ -160,6 +163,11 @@ def parse_options(argv: list[str]) -> Options:
         action="store_true",
         help="measure only the poll with fleet check-in recording on against off",
     )
+    parser.add_argument(
+        "--metrics-only",
+        action="store_true",
+        help="measure only the poll (200 and 304) with metrics on against off",
+    )
     args = parser.parse_args(argv)
     duration = args.duration or (2 if args.quick else 3)
     return Options(
@@ -172,6 +180,7 @@ def parse_options(argv: list[str]) -> Options:
         active_channels=500 if args.quick else 1_000,
         generator=args.generator,
         fleet_only=args.fleet_only,
+        metrics_only=args.metrics_only,
     )
 
 
@@ -267,6 +276,8 @@ class Bench:
                 "DEPLOYD_SIGNING_KEY": str(self.keys.signing_key),
                 "DEPLOYD_RATE_LIMIT_PER_MINUTE": UNREACHED_RATE_LIMIT,
                 "DEPLOYD_RATE_LIMIT_PER_ADDRESS_PER_MINUTE": UNREACHED_RATE_LIMIT,
+                # Counted only where a comparison asks for it (run_metrics).
+                "DEPLOYD_METRICS": "off",
                 **(extra_env or {}),
             },
             self.directory / log_name,
@@ -354,6 +365,8 @@ class Bench:
         )
         side = f"{'req/s':>8} {'p50':>5} {'p99':>5}"
         self.log(f"{'path':<18} {'reference':<12} {side}   {'measured':<12} {side}   ratio")
+        if options.metrics_only:
+            return self.metrics_targets()
         recording = self.run_fleet_recording()
         fleet_target = Target("fleet: check-ins on vs off", recording, 0.95, True, "x")
         if options.fleet_only:
@@ -392,7 +405,38 @@ class Bench:
             Target("publish: 1,000 releases", publish_seconds, 1.0, False, "s"),
             Target("publish: served by every worker after", visible_after, 1.0, False, "s"),
             fleet_target,
+            *self.metrics_targets(),
         ]
+
+    def metrics_targets(self) -> list[Target]:
+        """The poll's throughput with metrics on over off, 200 and 304: at most 3% lower."""
+        spec, not_modified = self.run_metrics()
+        return [
+            Target("metrics: spec 200 on vs off", spec, METRICS_MIN_RATIO, True, "x"),
+            Target("metrics: spec 304 on vs off", not_modified, METRICS_MIN_RATIO, True, "x"),
+        ]
+
+    def run_metrics(self) -> tuple[float, float]:
+        """Requests per second of the poll (200, then 304) on a deployd counting metrics
+        (DEPLOYD_METRICS=open, a second one on the same Redis) over the first deployd, which
+        counts none (on Redis without a token or a metrics port, `auto` is off). Each measured
+        twice, either side the cold subject once, combined as the geometric mean of the two
+        ratios, as for fleet recording."""
+        counted = self._start_deployd(
+            self.redis.url, "deployd-metrics.log", {"DEPLOYD_METRICS": "open"}
+        )
+        ratios = []
+        for name, requests, status in (
+            ("spec 200", self.spec_requests, 200),
+            ("spec 304", self.not_modified_requests, 304),
+        ):
+            on = Side("metrics on", counted, requests)
+            off = Side("metrics off", self.deployd, requests)
+            on_over_off = self.compare(f"{name} on/off", off, on, status, cold=True).ratio
+            off_over_on = self.compare(f"{name} off/on", on, off, status, cold=True).ratio
+            ratios.append(math.sqrt(on_over_off / off_over_on))
+            self.log(f"metrics: {name} with metrics on runs at {ratios[-1]:.3f}x metrics off")
+        return ratios[0], ratios[1]
 
     def run_fleet_recording(self) -> float:
         """Requests per second of deployd with fleet check-in recording on (the default, the

@@ -72,6 +72,13 @@ class PublisherAuthError(DeploydError):
     code = "publisher_unauthorized"
 
 
+class MetricsAuthError(DeploydError):
+    """A read of /metrics without the metrics bearer token (DEPLOYD_METRICS_TOKEN)."""
+
+    status = 401
+    code = "metrics_unauthorized"
+
+
 class InstanceLimitError(DeploydError):
     """A new instance over its license's `maxInstances` (deployd.fleet)."""
 

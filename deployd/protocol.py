@@ -20,6 +20,8 @@ JWKS_PATH = "/.well-known/jwks.json"
 HEALTH_PATH = "/healthz"
 READY_PATH = "/readyz"
 CONTRACT_PATH = "/openapi.yaml"
+# Prometheus metrics (deployd.metrics), unless they are served on a port of their own.
+METRICS_PATH = "/metrics"
 EVENTS_PATH = "/api/v1/events"
 FLEET_PATH = "/api/v1/fleet"
 ADOPTION_PATH = CHANNELS_PATH + "/<name>/adoption"  # as a Flask route

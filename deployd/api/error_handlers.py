@@ -9,10 +9,12 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from deployd.errors import (
     DeploydError,
+    MetricsAuthError,
     PublisherAuthError,
     RateLimitedError,
     StoreUnavailableError,
 )
+from deployd.metrics.hooks import refused
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +47,7 @@ def error_response(status: int, code: str, message: str) -> Response:
 
 
 def _deployd_error(e: DeploydError) -> Response:
+    refused(e)
     response = jsonify(e.to_dict())
     response.status_code = e.status
     if isinstance(e, RateLimitedError):
@@ -53,6 +56,8 @@ def _deployd_error(e: DeploydError) -> Response:
         response.headers["Retry-After"] = "5"
     if isinstance(e, PublisherAuthError):
         response.headers["WWW-Authenticate"] = 'Bearer realm="deployd-publishers"'
+    elif isinstance(e, MetricsAuthError):
+        response.headers["WWW-Authenticate"] = 'Bearer realm="deployd-metrics"'
     elif e.status == 401:
         response.headers["WWW-Authenticate"] = 'Basic realm="deployd", charset="UTF-8"'
     return response

@@ -20,6 +20,7 @@ from typing import Any
 
 from deployd.errors import DeploydError
 from deployd.logs import request_id
+from deployd.metrics.requests import ROUTE_KEY
 from deployd.server.services import Services
 
 logger = logging.getLogger(__name__)
@@ -63,6 +64,7 @@ class FastPath:
                 answer = None
         if answer is None:
             return self.app(environ, start_response)
+        environ[ROUTE_KEY] = environ["PATH_INFO"]  # the route it is counted under
         headers = [
             *answer.headers,
             # What deployd.server.app's request hooks add to every Flask response.

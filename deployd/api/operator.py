@@ -71,7 +71,9 @@ def _serve_spec(*, pinned: str | None) -> Response:
     _check_in(deployd, instance, license, name, spec)
     headers = spec_headers(spec)
     if request.if_none_match.contains_weak(spec.etag.strip('"')):
+        _count_spec(deployd, name, spec, not_modified=True)
         return Response(status=304, headers=headers)
+    _count_spec(deployd, name, spec, not_modified=False)
     return Response(spec.body, status=200, headers=headers, content_type="application/json")
 
 
@@ -171,6 +173,17 @@ def _find_spec(
     return deployd.specs.get(channel, release, sequence=sequence, now=now)
 
 
+def _count_spec(deployd: Services, channel: str, spec: RenderedSpec, *, not_modified: bool) -> None:
+    """Count the spec answered (deployd.metrics; nothing while metrics are off)."""
+    counter = deployd.spec_counter
+    if counter is None:
+        return
+    if not_modified:
+        counter.not_modified(channel)
+    else:
+        counter.served(channel, spec.release)
+
+
 def spec_headers(spec: RenderedSpec) -> list[tuple[str, str]]:
     """The headers of a spec answer, 200 or 304 (besides Content-Type and Content-Length)."""
     return [
@@ -222,7 +235,9 @@ def fast_spec(deployd: Services, environ: dict[str, Any]) -> Answer | None:
     _check_in(deployd, instance, license, name, spec)
     headers = spec_headers(spec)
     if _not_modified(environ.get("HTTP_IF_NONE_MATCH"), spec.etag):
+        _count_spec(deployd, name, spec, not_modified=True)
         return Answer("304 NOT MODIFIED", headers, b"")
+    _count_spec(deployd, name, spec, not_modified=False)
     headers.append(("Content-Type", "application/json"))
     headers.append(("Content-Length", str(len(spec.body))))
     return Answer("200 OK", headers, spec.body)

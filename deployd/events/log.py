@@ -22,6 +22,7 @@ from typing import Any
 
 from deployd.errors import ConfigError, DeploydError
 from deployd.events.types import SERVER_ACTOR, new_event
+from deployd.metrics.hooks import change_recorded
 from deployd.protocol import parse_rfc3339, rfc3339
 from deployd.store import EventRecord, Store
 
@@ -70,6 +71,7 @@ def record_event(
     (logged and counted, never raised). A type that is not in EVENT_TYPES is a programming
     error and raises ValueError."""
     event = new_event(type, actor=actor, channel=channel, subject=subject, data=data or {})
+    change_recorded(type)
     try:
         return store.append_event(event, keep=events_max())
     except DeploydError as e:

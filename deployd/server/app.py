@@ -30,6 +30,9 @@ from deployd.api.operator import fast_spec
 from deployd.api.request import DeploydRequest
 from deployd.errors import PayloadTooLargeError
 from deployd.logs import request_id
+from deployd.metrics import exposition
+from deployd.metrics.access import metrics_enabled
+from deployd.metrics.requests import RequestCounter, note_route
 from deployd.protocol import SPEC_PATH, VALIDATE_PATH
 from deployd.server.services import build_services
 from deployd.server.settings import Settings, settings_from_env
@@ -67,10 +70,16 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     modules = (error_handlers, meta, operator, licenses, catalog, publishing, customers, events)
     for module in (*modules, fleet, rollouts, bundles):
         module.init_app(app)
+    exposition.init_app(app, settings)
     console.init_app(app, publishing.authenticator_of(app))
     # Repeat polls are answered from memory before Flask (deployd/api/fastpath.py).
     fast_handlers = {SPEC_PATH: fast_spec, VALIDATE_PATH: fast_validate}
-    app.wsgi_app = _ServingFastPath(app.wsgi_app, deployd, fast_handlers)  # type: ignore[method-assign]
+    serving = _ServingFastPath(app.wsgi_app, deployd, fast_handlers)
+    app.wsgi_app = serving  # type: ignore[method-assign]
+    if metrics_enabled(settings):
+        # Every request is counted, the fast path's and Flask's (deployd.metrics).
+        serving.counter = RequestCounter()
+        app.before_request(note_route)
     if settings.trusted_proxies:
         # Behind N reverse proxies, the client address is the Nth from the right of X-Forwarded-For.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies)  # type: ignore[method-assign]
@@ -95,9 +104,13 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
 
 class _ServingFastPath(FastPath):
     """FastPath that first makes sure the background refresher runs in the process serving (a
-    gunicorn worker, after the fork)."""
+    gunicorn worker, after the fork), and counts every request when metrics are on."""
+
+    counter: RequestCounter | None = None
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         if self.deployd.refresher is not None:
             self.deployd.refresher.ensure_running()
-        return super().__call__(environ, start_response)
+        if self.counter is None:
+            return super().__call__(environ, start_response)
+        return self.counter(super().__call__, environ, start_response)

@@ -22,6 +22,9 @@ from deployd.keyfiles import key_id_for, load_public_key_file
 from deployd.licensing.cache import CachedLicenseVerifier
 from deployd.licensing.keyring import KeyRing, is_dev_key
 from deployd.licensing.tokens import LicenseVerifier, VerifiedLicense
+from deployd.metrics.access import check_metrics_settings, metrics_enabled
+from deployd.metrics.hooks import SpecCounter
+from deployd.metrics.rounds import MetricsRound
 from deployd.publishers import load_tokens_file
 from deployd.rollouts.halts import Rollouts
 from deployd.rollouts.queue import ReportQueue
@@ -54,6 +57,8 @@ class Services:
     fleet: Fleet | None = None  # None: DEPLOYD_FLEET_RECORDING is off
     reports: ReportQueue | None = None
     rollouts: Rollouts | None = None
+    spec_counter: SpecCounter | None = None  # None: metrics are off (deployd.metrics.access)
+    metrics_round: MetricsRound | None = None
 
     def customer_record(self, subject: str | None) -> CustomerRecord | None:
         """The customer record of license subject `subject`, from this worker's memory."""
@@ -204,6 +209,7 @@ def check_configuration(settings: Settings) -> None:
     if settings.publisher_tokens_file:
         load_tokens_file(settings.publisher_tokens_file)
     webhook_config(settings)
+    check_metrics_settings(settings)
     if settings.redis_url:
         from deployd.store.connect import parse_redis_url
 
@@ -235,6 +241,7 @@ def build_services(
     """The services of one app. `worker_store` (default `store`) is the same store on the short
     timeouts of the background refresh: the state and the rate limiters use it."""
     worker_store = worker_store or store
+    check_metrics_settings(settings)
     keys = load_keys(settings)
     for message in keys.warnings:
         logger.warning("%s", message)
@@ -297,6 +304,15 @@ def build_services(
     tasks += _event_tasks(settings, services)
     if services.fleet is not None:
         tasks += [services.fleet.maintain]
+    if metrics_enabled(settings):
+        services.spec_counter = SpecCounter()
+        services.metrics_round = MetricsRound(
+            state,
+            license_cache=verifier,
+            spec_cache=specs,
+            fleet_store=worker_store if services.fleet is not None else None,
+        )
+        tasks += [services.metrics_round.run]
     services.refresher = Refresher(tasks, interval=settings.refresh_interval)
     for limiter in (services.license_limiter, services.address_limiter):
         if limiter is not None:

@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from deployd.errors import ConfigError
@@ -48,6 +48,26 @@ def _bool(raw: str) -> bool:
     if lowered in {"0", "false", "no", "off", ""}:
         return False
     raise ValueError("must be true or false")
+
+
+# DEPLOYD_METRICS (deployd.metrics.access says what each means).
+METRICS_MODES = ("auto", "on", "off", "open")
+
+
+def _metrics_mode(raw: str) -> str:
+    mode = raw.strip().lower() or "auto"
+    if mode not in METRICS_MODES:
+        raise ValueError(f"must be one of {', '.join(METRICS_MODES)}")
+    return mode
+
+
+def _port_or_none(raw: str) -> int | None:
+    if not raw.strip():
+        return None
+    port = int(raw)
+    if not 0 < port < 65536:
+        raise ValueError("must be a port number (1-65535)")
+    return port
 
 
 @dataclass(frozen=True)
@@ -91,6 +111,10 @@ class Settings:
     webhook_backoff: float = 1.0
     fleet_recording: bool = True
     instance_ttl_seconds: int = 7 * 86400
+    # --- metrics (deployd.metrics) ---
+    metrics: str = "auto"
+    metrics_token: str | None = field(default=None, repr=False)  # a secret: never printed
+    metrics_port: int | None = None
 
     @property
     def embedded(self) -> bool:
@@ -140,6 +164,10 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "DEPLOYD_WEBHOOK_BACKOFF": ("webhook_backoff", _positive_float),
     "DEPLOYD_FLEET_RECORDING": ("fleet_recording", _bool),
     "DEPLOYD_INSTANCE_TTL": ("instance_ttl_seconds", _positive_int),
+    # --- metrics (deployd.metrics) ---
+    "DEPLOYD_METRICS": ("metrics", _metrics_mode),
+    "DEPLOYD_METRICS_TOKEN": ("metrics_token", _str_or_none),
+    "DEPLOYD_METRICS_PORT": ("metrics_port", _port_or_none),
 }
 
 

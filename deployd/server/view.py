@@ -36,6 +36,7 @@ from collections.abc import Callable
 
 from deployd.channels import Channel, channel_from_document
 from deployd.errors import StoreUnavailableError, StoreUninitializedError
+from deployd.metrics.hooks import store_reset
 from deployd.store import Store, StoreMarker
 
 logger = logging.getLogger(__name__)
@@ -215,6 +216,7 @@ class ServerState:
             len(self._revoked),
             len(self._high_water),
         )
+        store_reset()
         self._compiled.clear()
         self._read_at = None  # license checks fail closed until the revocations are read again
         self._sequences = {}
@@ -344,6 +346,14 @@ class ServerState:
             while len(self._compiled) > self.max_channels:
                 self._compiled.popitem(last=False)
             return compiled
+
+    def halts(self) -> dict[str, frozenset[str]]:
+        """Channel -> versions of its halted releases, as last read from the store."""
+        return dict(self._halted)
+
+    def compiled_count(self) -> int:
+        """How many compiled channels this process holds."""
+        return len(self._compiled)
 
     def halted(self, name: str) -> frozenset[str]:
         """The versions of channel `name`'s halted releases, as last read from the store."""

@@ -105,6 +105,10 @@ class SpecCache:
             tuple[str, int, str | None, str | None, float, frozenset[str]], RenderedSpec
         ] = OrderedDict()
         self._lock = threading.Lock()
+        # Lookups answered from memory and renders (deployd.metrics adds them up in the
+        # background): plain integers, so a poll takes no lock to count.
+        self.hits = 0
+        self.misses = 0
 
     def clear(self) -> None:
         """Forget every rendered spec and choice (the store they came from was replaced)."""
@@ -128,6 +132,7 @@ class SpecCache:
         key = (channel.name, sequence, customer, current_version, window_start, halted)
         spec = self._choices.get(key)
         if spec is not None:
+            self.hits += 1
             return spec
         release = select_release(
             channel, customer=customer, current_version=current_version, halted=halted
@@ -147,7 +152,9 @@ class SpecCache:
             spec = self._entries.get(key)
             if spec is not None:
                 self._entries.move_to_end(key)
+                self.hits += 1
                 return spec
+        self.misses += 1
         spec = render_spec(
             channel,
             release,

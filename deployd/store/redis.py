@@ -39,6 +39,7 @@ from __future__ import annotations
 import hmac
 import json
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import fields as dataclass_fields
 from dataclasses import replace
@@ -64,6 +65,7 @@ from deployd.fleet.model import (
     Snapshot,
 )
 from deployd.fleet.paging import MAX_SCANNED, Cursor, FleetPage, FleetQuery
+from deployd.metrics.hooks import store_operation
 from deployd.protocol import utc_now
 from deployd.rollouts.records import OUTCOMES, OutcomeCounts, Report, RolloutEvent
 from deployd.store import (
@@ -210,14 +212,21 @@ class RedisStore:
         return self._core + "".join(parts)
 
     def _call(self, what: str, action: Callable[[], T]) -> T:
+        """Run `action`; count and time it under `what` (deployd.metrics: a fixed name)."""
+        started = time.perf_counter()
+        failed = True
         try:
-            return action()
+            result = action()
+            failed = False
+            return result
         except MasterNotFoundError as e:
             # Sentinel's message lists every sentinel client's settings: say what it means.
             message = f"{what}: no sentinel names a reachable primary for {self.server}"
             raise StoreUnavailableError(message) from e
         except (redis.RedisError, redis.exceptions.RedisClusterException) as e:
             raise StoreUnavailableError(f"{what}: Redis at {self.server} failed: {e}") from e
+        finally:
+            store_operation(what, time.perf_counter() - started, failed=failed)
 
     def _transaction(
         self,
