@@ -115,6 +115,14 @@ def test_the_overlay_sets_the_image_replicas_resources_and_autoscaler_bounds(pro
     assert set(redis["data"]) == {"REDIS_URL"}
 
 
+def test_metrics_are_served_only_with_the_token_of_an_optional_secret(production):
+    # Without the Secret a server on Redis serves no /metrics (deployd/metrics/access.py).
+    env = {v["name"]: v for v in server_container(production)["env"]}
+    ref = env["DEPLOYD_METRICS_TOKEN"]["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": "deployd-metrics", "key": "token", "optional": True}
+    assert "DEPLOYD_METRICS" not in settings(production)  # never "open"
+
+
 def test_the_service_budget_autoscaler_and_network_policy_select_the_server(production):
     deployment = one(production, "Deployment", "deployd")
     labels = deployment["spec"]["template"]["metadata"]["labels"]
@@ -172,7 +180,7 @@ def test_every_secret_and_config_map_the_pods_use_exists_or_the_docs_create_it(p
     missing = {w for w in wanted - rendered if not (w[0] == "Secret" and w[1] in created_by_readme)}
     assert not missing
     assert ("Secret", "deployd-redis") in rendered
-    assert created_by_readme == {"deployd-signing-key", "deployd-license-keys"}
+    assert created_by_readme == {"deployd-signing-key", "deployd-license-keys", "deployd-metrics"}
 
 
 def test_settings_name_only_variables_deployd_reads_and_paths_that_are_mounted(production):
