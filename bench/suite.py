@@ -33,6 +33,7 @@ from bench.world import (
     load_large_store,
     make_keys,
     publish_yaml,
+    sign_licenses,
 )
 from deployd.protocol import SPEC_PATH, VALIDATE_PATH
 from deployd.store.redis import RedisStore
@@ -44,6 +45,8 @@ TRANSPORT_HEADERS = {"date", "server", "connection", "content-length", "transfer
 UNREACHED_RATE_LIMIT = str(10**12)
 MB = 1024 * 1024
 MAX_WARMUP_SECONDS = 40.0
+# Every worker verifies each of 100,000 licenses once before the steady state is reached.
+MAX_FLEET_WARMUP_SECONDS = 900.0
 # With 4 workers taking connections at random, a request sent 20 times missed a given worker
 # with probability (3/4)**20 = 0.3%.
 WARMUP_SENDS = 20
@@ -67,6 +70,7 @@ class Options:
     publish_releases: int = 1_000
     visibility_window: float = 2.5  # how long after a publish workers are watched
     fleet_only: bool = False  # measure only fleet recording on against off
+    fleet_licenses: int = 100_000  # distinct licenses of the fleet-size scenario
 
 
 @dataclass(frozen=True)
@@ -300,7 +304,14 @@ class Bench:
     # --- measuring
 
     def compare(
-        self, name: str, reference: Side, subject: Side, status: int, *, cold: bool = False
+        self,
+        name: str,
+        reference: Side,
+        subject: Side,
+        status: int,
+        *,
+        cold: bool = False,
+        max_warmup: float = MAX_WARMUP_SECONDS,
     ) -> Comparison:
         """Alternate the two sides on one path; `cold` when the subject's caches have not seen
         its requests yet."""
@@ -325,7 +336,7 @@ class Bench:
         # stopped rising.
         sent, previous = 0, 0.0
         wanted = WARMUP_SENDS * len(subject.requests) if cold else 0
-        give_up = time.monotonic() + MAX_WARMUP_SECONDS
+        give_up = time.monotonic() + max_warmup
         while time.monotonic() < give_up:
             run = drive(subject, options.warmup)
             sent += run.requests
@@ -379,6 +390,7 @@ class Bench:
             200,
         )
         scale, rss = self.run_scale()
+        licenses, channels, fleet_rss = self.run_fleet_size()
         publish_seconds, visible_after, busy = self.run_publish()
         self.log(f"publish: workers that served during the watch: {busy}/{workers}")
         self.log("(latencies p50 and p99 in ms; req/s, p50 and p99 are medians over the rounds)")
@@ -389,6 +401,9 @@ class Bench:
             Target("validate: req/s vs baseline", validate.ratio, 0.9, True, "x"),
             Target("scale: 10k channels vs 3 channels", scale.ratio, 0.95, True, "x"),
             Target("scale: largest worker RSS", rss / MB, 150, False, "MB"),
+            Target("fleet: 100k licenses vs 1k", licenses.ratio, 0.9, True, "x"),
+            Target("fleet: all 10k channels vs 3", channels.ratio, 0.9, True, "x"),
+            Target("fleet: largest worker RSS", fleet_rss / MB, 200, False, "MB"),
             Target("publish: 1,000 releases", publish_seconds, 1.0, False, "s"),
             Target("publish: served by every worker after", visible_after, 1.0, False, "s"),
             fleet_target,
@@ -454,6 +469,39 @@ class Bench:
             " the revocations and sequences included"
         )
         return result, large
+
+    def run_fleet_size(self) -> tuple[Comparison, Comparison, int]:
+        """Issue 15, part 2: polls by `fleet_licenses` distinct licenses against polls by the
+        bench's 1,000 (the 3-channel deployd), then polls spread over every channel of the
+        large store against 3 channels; (the two comparisons, the largest worker RSS of either
+        deployd after both). Each worker verifies every license once while warming up."""
+        options = self.options
+        began = time.monotonic()
+        fleet = sign_licenses(self.keys, CHANNELS, options.fleet_licenses)
+        self.log(f"fleet: signed {len(fleet)} licenses in {time.monotonic() - began:.1f} s")
+        many = [Request("GET", SPEC_PATH, basic_auth(x)) for x in fleet]
+        licenses = self.compare(
+            "spec 200, 100k lic",
+            Side("1k licenses", self.deployd, self.spec_requests),
+            Side("100k licenses", self.deployd, many),
+            200,
+            cold=True,
+            max_warmup=MAX_FLEET_WARMUP_SECONDS,
+        )
+        names = sorted(self.large_store.sequences())
+        spread = sign_licenses(self.keys, names, len(names))
+        everywhere = [Request("GET", SPEC_PATH, basic_auth(x)) for x in spread]
+        channels = self.compare(
+            "spec 200, all ch.",
+            Side("3 channels", self.deployd, self.spec_requests),
+            Side("all channels", self.large, everywhere),
+            200,
+            cold=True,
+            max_warmup=MAX_FLEET_WARMUP_SECONDS,
+        )
+        rss = max(_largest_rss(self.deployd), _largest_rss(self.large))
+        self.log(f"fleet: largest worker RSS {rss / MB:.0f} MB")
+        return licenses, channels, rss
 
     def run_publish(self) -> tuple[float, float, int]:
         """(slowest of two publishes, seconds until every worker served the next one, workers).
