@@ -19,6 +19,7 @@ import tempfile
 import time
 import tracemalloc
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,11 @@ def _start_response(status: str, headers: list[tuple[str, str]], exc_info: Any =
         raise RuntimeError(f"poll answered {status}")
 
 
-def build(root: Path, keys: Keys, channels: int, releases: int) -> tuple[Any, list[str]]:
+def build(
+    root: Path, keys: Keys, channels: int, releases: int, **settings: Any
+) -> tuple[Any, list[str]]:
+    """The app over a memory store of `channels` channels of `releases` releases, with the
+    bench's keys, rate limits and fleet recording off, and `settings` on top."""
     store = MemoryStore()
     names = [f"scale-{i:05d}" for i in range(channels)]
     template = channel_document("template", releases, padding=20)
@@ -51,16 +56,14 @@ def build(root: Path, keys: Keys, channels: int, releases: int) -> tuple[Any, li
             publisher="bench",
             summary="bench",
         )
-    settings = Settings(
+    base = Settings(
         keys_dir=str(keys.license_keys_dir),
         signing_key=str(keys.signing_key),
         state_dir=str(root / "state"),
         rate_limit_enabled=False,
         fleet_recording=False,
-        channel_cache_size=max(channels, 1),
-        license_cache_size=1_000_000,
     )
-    app = create_app(settings, store=store)
+    app = create_app(replace(base, **settings), store=store)
     app.extensions["deployd"].state.refresh(force=True)
     return app, names
 
@@ -115,7 +118,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         keys = make_keys(root / "keys")
-        app, names = build(root, keys, args.channels, args.releases)
+        # Caches big enough to hold everything: what an entry costs is measured, not eviction.
+        app, names = build(
+            root,
+            keys,
+            args.channels,
+            args.releases,
+            channel_cache_size=args.channels,
+            license_cache_size=10 * args.licenses,
+            license_cache_mb=4096,
+        )
         deployd = app.extensions["deployd"]
         licenses = sign_licenses(keys, names, args.licenses)
         environs = [environ_for(token) for token in licenses]
