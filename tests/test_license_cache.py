@@ -178,3 +178,10 @@ def test_remembered_licenses_share_their_repeated_claims(cached, kit):
     assert first.channels[1] is second.channels[1]
     shared_names = {id(name) for name in first.claims}
     assert all(id(name) in shared_names for name in second.claims)
+
+
+def test_nested_free_claims_count_toward_the_budget(kit, revoked, clock):
+    verifier = LicenseVerifier(KeyRing.from_dir(kit.keys_dir), is_revoked=revoked.__contains__)
+    plain = entry_bytes(verifier.verify(kit.issue(features={"a": 1})))
+    nested = entry_bytes(verifier.verify(kit.issue(features={"a": {"b": ["x" * 2000]}})))
+    assert nested > plain + 2000

@@ -130,7 +130,8 @@ def _key(unverified_token: str) -> str:
 def entry_bytes(license: VerifiedLicense) -> int:
     """An estimate, on the high side, of the memory one remembered license takes: the license,
     its claims and their values, and a dict slot. Interned strings shared by many licenses (the
-    issuer, channel names) are counted in full for each, so the estimate errs high."""
+    issuer, claim names in nested claims, channel names) are counted in full for each, so the
+    estimate errs high."""
     return (
         SLOT_BYTES
         + sys.getsizeof(license)
@@ -141,9 +142,15 @@ def entry_bytes(license: VerifiedLicense) -> int:
 
 
 def _claims_bytes(claims: dict[str, Any]) -> int:
-    total = sys.getsizeof(claims)
-    for value in claims.values():
+    """Every container, name and value of the claims, however deeply nested (walked without
+    recursion: a signed license may nest its free claims deeper than the recursion limit)."""
+    total = 0
+    pending: list[Any] = [claims]
+    while pending:
+        value = pending.pop()
         total += sys.getsizeof(value)
-        if isinstance(value, list | dict):
-            total += sum(sys.getsizeof(item) for item in value)
+        if isinstance(value, dict):
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
     return total
