@@ -14,6 +14,7 @@ import argparse
 import cProfile
 import gc
 import io
+import os
 import pstats
 import tempfile
 import time
@@ -96,8 +97,26 @@ def top_functions(call: Callable[[], object], limit: int = 12) -> str:
     return out.getvalue()
 
 
-def memory_per_entry(fill: Callable[[], int]) -> float:
-    """Bytes allocated (and kept) per entry by `fill`, which returns how many it added."""
+def rss_bytes() -> int:
+    """This process's resident set size now (Linux)."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def memory_per_entry(fill: Callable[[], int], forget: Callable[[], object]) -> float:
+    """Bytes allocated (and kept) per entry by `fill`, which returns how many it added; prints
+    the growth of the RSS too, measured first without tracemalloc (whose own records inflate it),
+    then `forget` empties the cache for the traced run."""
+    gc.collect()
+    rss = rss_bytes()
+    added = fill()
+    gc.collect()
+    print(f"  RSS grew {(rss_bytes() - rss) / 2**20:.0f} MB for {added} entries")
+    forget()
+    return _traced_per_entry(fill)
+
+
+def _traced_per_entry(fill: Callable[[], int]) -> float:
     gc.collect()
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
@@ -148,7 +167,9 @@ def main() -> None:
             print(top_functions(lambda: [raw.verify(t) for t in fresh]))
 
         rest = licenses[4000:]
-        per_license = memory_per_entry(lambda: len([deployd.verifier.verify(t) for t in rest]))
+        per_license = memory_per_entry(
+            lambda: len([deployd.verifier.verify(t) for t in rest]), deployd.verifier.clear
+        )
         estimate = deployd.verifier.bytes / max(len(deployd.verifier), 1)
         print(
             f"license cache: {per_license:.0f} B per entry (estimated {estimate:.0f}),"
@@ -161,7 +182,10 @@ def main() -> None:
         )
         print(f"compiling one channel ({args.releases} releases):  {compile_cost:8.1f} us")
         deployd.state._compiled.clear()
-        per_channel = memory_per_entry(lambda: len([deployd.state.channel(name) for name in names]))
+        per_channel = memory_per_entry(
+            lambda: len([deployd.state.channel(name) for name in names]),
+            deployd.state._compiled.clear,
+        )
         print(
             f"channel cache: {per_channel / 1024:.1f} KB per compiled channel,"
             f" {per_channel * 1e4 / 2**20:.0f} MB per 10k channels"
