@@ -185,3 +185,17 @@ def test_nested_free_claims_count_toward_the_budget(kit, revoked, clock):
     plain = entry_bytes(verifier.verify(kit.issue(features={"a": 1})))
     nested = entry_bytes(verifier.verify(kit.issue(features={"a": {"b": ["x" * 2000]}})))
     assert nested > plain + 2000
+
+
+# --- the key ring
+
+
+def test_a_key_retired_in_a_new_ring_stops_cached_licenses(cached, kit):
+    token = kit.issue()
+    cached.verify(token)
+    cached.verifier.keyring = KeyRing.from_dir(kit.keys_dir, retired=["test"])
+    assert cached.lookup(token) is None
+    with pytest.raises(LicenseError) as e:
+        cached.verify(token)
+    assert e.value.code == "key_retired"
+    assert len(cached) == 0

@@ -7,8 +7,8 @@ licenses fits in a few tens of MB (docs/performance.md, *Where a poll's time goe
 
 An entry never outlives the license's `exp` (plus leeway), is not used before its `nbf`, and a hit
 is still checked against the revocation list on every use, so a revocation takes effect as soon as
-the process learns of it. The key ring is fixed for the life of a process (a retired key id takes
-effect on restart, when this memory starts empty).
+the process learns of it. Entries are dropped when the verifier's key ring is replaced (a key id
+retired or a key changed), so a retired key stops its licenses as it does without the cache.
 Failures are never cached: an invalid token is verified (and refused) every time.
 """
 
@@ -50,6 +50,9 @@ class CachedLicenseVerifier:
         self._entries: dict[str, VerifiedLicense] = {}
         self.bytes = 0  # the estimated memory of the entries (`entry_bytes`)
         self._lock = threading.Lock()
+        # The key ring the entries were verified with: a new ring (a key retired or replaced)
+        # empties the cache before its next answer.
+        self._keyring = verifier.keyring
         self.hits = 0
         self.misses = 0
 
@@ -60,6 +63,13 @@ class CachedLicenseVerifier:
         with self._lock:
             self._entries.clear()
             self.bytes = 0
+
+    def _forget_keyring(self) -> None:
+        """Drop every entry: they were verified with a key ring that is no longer the one."""
+        with self._lock:
+            self._entries.clear()
+            self.bytes = 0
+            self._keyring = self.verifier.keyring
 
     def verify(self, unverified_token: str | None) -> VerifiedLicense:
         """Same contract as `LicenseVerifier.verify`, answered from memory when it safely can."""
@@ -75,8 +85,10 @@ class CachedLicenseVerifier:
                 )
             return license
         self.misses += 1
+        keyring = self.verifier.keyring
         license = self.verifier.verify(unverified_token)
-        self._remember(license)
+        if self.verifier.keyring is keyring:  # not verified with a ring replaced meanwhile
+            self._remember(license)
         return license
 
     def _remember(self, license: VerifiedLicense) -> None:
@@ -110,6 +122,9 @@ class CachedLicenseVerifier:
         return license
 
     def _remembered(self, key: str) -> VerifiedLicense | None:
+        if self.verifier.keyring is not self._keyring:
+            self._forget_keyring()
+            return None
         license = self._entries.get(key)
         return license if license is not None and self._still_valid(license) else None
 
