@@ -33,6 +33,7 @@ from bench.world import (
     load_large_store,
     make_keys,
     publish_yaml,
+    sign_licenses,
 )
 from deployd.protocol import SPEC_PATH, VALIDATE_PATH
 from deployd.store.redis import RedisStore
@@ -44,6 +45,8 @@ TRANSPORT_HEADERS = {"date", "server", "connection", "content-length", "transfer
 UNREACHED_RATE_LIMIT = str(10**12)
 MB = 1024 * 1024
 MAX_WARMUP_SECONDS = 40.0
+# Every worker verifies each of 100,000 licenses once before the steady state is reached.
+MAX_FLEET_WARMUP_SECONDS = 900.0
 # With 4 workers taking connections at random, a request sent 20 times missed a given worker
 # with probability (3/4)**20 = 0.3%.
 WARMUP_SENDS = 20
@@ -70,6 +73,8 @@ class Options:
     visibility_window: float = 2.5  # how long after a publish workers are watched
     fleet_only: bool = False  # measure only fleet recording on against off
     metrics_only: bool = False  # measure only the poll with metrics on against off
+    fleet_licenses: int = 100_000  # distinct licenses of the fleet-size scenario
+    fleet_size_only: bool = False  # measure only the fleet-size scenarios (issue 15, part 2)
 
 
 @dataclass(frozen=True)
@@ -168,6 +173,17 @@ def parse_options(argv: list[str]) -> Options:
         action="store_true",
         help="measure only the poll (200 and 304) with metrics on against off",
     )
+    parser.add_argument(
+        "--fleet-size-only",
+        action="store_true",
+        help="measure only 100k licenses against 1k and all 10k channels against 3",
+    )
+    parser.add_argument(
+        "--fleet-licenses",
+        type=_bounded(100, 10_000_000),
+        default=100_000,
+        help="distinct licenses of the fleet-size scenario (100000)",
+    )
     args = parser.parse_args(argv)
     duration = args.duration or (2 if args.quick else 3)
     return Options(
@@ -181,6 +197,8 @@ def parse_options(argv: list[str]) -> Options:
         generator=args.generator,
         fleet_only=args.fleet_only,
         metrics_only=args.metrics_only,
+        fleet_licenses=args.fleet_licenses,
+        fleet_size_only=args.fleet_size_only,
     )
 
 
@@ -311,7 +329,14 @@ class Bench:
     # --- measuring
 
     def compare(
-        self, name: str, reference: Side, subject: Side, status: int, *, cold: bool = False
+        self,
+        name: str,
+        reference: Side,
+        subject: Side,
+        status: int,
+        *,
+        cold: bool = False,
+        max_warmup: float = MAX_WARMUP_SECONDS,
     ) -> Comparison:
         """Alternate the two sides on one path; `cold` when the subject's caches have not seen
         its requests yet."""
@@ -336,7 +361,7 @@ class Bench:
         # stopped rising.
         sent, previous = 0, 0.0
         wanted = WARMUP_SENDS * len(subject.requests) if cold else 0
-        give_up = time.monotonic() + MAX_WARMUP_SECONDS
+        give_up = time.monotonic() + max_warmup
         while time.monotonic() < give_up:
             run = drive(subject, options.warmup)
             sent += run.requests
@@ -367,6 +392,8 @@ class Bench:
         self.log(f"{'path':<18} {'reference':<12} {side}   {'measured':<12} {side}   ratio")
         if options.metrics_only:
             return self.metrics_targets()
+        if options.fleet_size_only:
+            return self.fleet_size_targets()
         recording = self.run_fleet_recording()
         fleet_target = Target("fleet: check-ins on vs off", recording, 0.95, True, "x")
         if options.fleet_only:
@@ -392,6 +419,7 @@ class Bench:
             200,
         )
         scale, rss = self.run_scale()
+        fleet_size = self.fleet_size_targets(scale_loaded=True)
         publish_seconds, visible_after, busy = self.run_publish()
         self.log(f"publish: workers that served during the watch: {busy}/{workers}")
         self.log("(latencies p50 and p99 in ms; req/s, p50 and p99 are medians over the rounds)")
@@ -402,6 +430,7 @@ class Bench:
             Target("validate: req/s vs baseline", validate.ratio, 0.9, True, "x"),
             Target("scale: 10k channels vs 3 channels", scale.ratio, 0.95, True, "x"),
             Target("scale: largest worker RSS", rss / MB, 150, False, "MB"),
+            *fleet_size,
             Target("publish: 1,000 releases", publish_seconds, 1.0, False, "s"),
             Target("publish: served by every worker after", visible_after, 1.0, False, "s"),
             fleet_target,
@@ -498,6 +527,57 @@ class Bench:
             " the revocations and sequences included"
         )
         return result, large
+
+    def fleet_size_targets(self, *, scale_loaded: bool = False) -> list[Target]:
+        """The targets of issue 15, part 2 (loading the 10k-channel store first unless
+        `run_scale` did)."""
+        if not scale_loaded:
+            self.run_scale()
+        licenses, channels, rss = self.run_fleet_size()
+        return [
+            Target(
+                f"fleet: {self.options.fleet_licenses:,} licenses vs {len(self.licenses):,}",
+                licenses.ratio,
+                0.9,
+                True,
+                "x",
+            ),
+            Target("fleet: all 10k channels vs 3", channels.ratio, 0.9, True, "x"),
+            Target("fleet: largest worker RSS", rss / MB, 200, False, "MB"),
+        ]
+
+    def run_fleet_size(self) -> tuple[Comparison, Comparison, int]:
+        """Issue 15, part 2: polls by `fleet_licenses` distinct licenses against polls by the
+        bench's 1,000 (the 3-channel deployd), then polls spread over every channel of the
+        large store against 3 channels; (the two comparisons, the largest worker RSS of either
+        deployd after both). Each worker verifies every license once while warming up."""
+        options = self.options
+        began = time.monotonic()
+        fleet = sign_licenses(self.keys, CHANNELS, options.fleet_licenses)
+        self.log(f"fleet: signed {len(fleet)} licenses in {time.monotonic() - began:.1f} s")
+        many = [Request("GET", SPEC_PATH, basic_auth(x)) for x in fleet]
+        licenses = self.compare(
+            "spec 200, many lic.",
+            Side("few licenses", self.deployd, self.spec_requests),
+            Side("many licenses", self.deployd, many),
+            200,
+            cold=True,
+            max_warmup=MAX_FLEET_WARMUP_SECONDS,
+        )
+        names = sorted(self.large_store.sequences())
+        spread = sign_licenses(self.keys, names, len(names))
+        everywhere = [Request("GET", SPEC_PATH, basic_auth(x)) for x in spread]
+        channels = self.compare(
+            "spec 200, all ch.",
+            Side("3 channels", self.deployd, self.spec_requests),
+            Side("all channels", self.large, everywhere),
+            200,
+            cold=True,
+            max_warmup=MAX_FLEET_WARMUP_SECONDS,
+        )
+        rss = max(_largest_rss(self.deployd), _largest_rss(self.large))
+        self.log(f"fleet: largest worker RSS {rss / MB:.0f} MB")
+        return licenses, channels, rss
 
     def run_publish(self) -> tuple[float, float, int]:
         """(slowest of two publishes, seconds until every worker served the next one, workers).

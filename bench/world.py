@@ -10,16 +10,18 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import jwt
 import redis
 import yaml
 
 from deployd.channels import channel_digest, channel_from_document, parse_channel_text
-from deployd.keyfiles import write_key_pair
+from deployd.keyfiles import key_id_for, load_private_key_file, write_key_pair
 from deployd.licensing.keyring import generate_private_key
 from deployd.licensing.tokens import issue_license
 from deployd.protocol import utc_now
@@ -63,6 +65,31 @@ def issue_licenses(keys: Keys, channels: list[str], count: int) -> list[str]:
             channel=channels[i % len(channels)],
             expires_in=timedelta(days=30),
             claims={"seats": 25 + i % 100},
+        )
+        for i in range(count)
+    ]
+
+
+def sign_licenses(keys: Keys, channels: list[str], count: int) -> list[str]:
+    """What `issue_licenses` returns, signed faster: the key is loaded once, not per license."""
+    private_key = load_private_key_file(keys.license_private_key)
+    kid = key_id_for(keys.license_private_key)
+    now = int(time.time())
+    return [
+        jwt.encode(
+            {
+                "iss": "deployd",
+                "sub": f"customer-{i:05d}",
+                "jti": secrets.token_hex(16),
+                "iat": now,
+                "exp": now + 30 * 86400,
+                "channel": channels[i % len(channels)],
+                "channels": [channels[i % len(channels)]],
+                "seats": 25 + i % 100,
+            },
+            private_key,  # type: ignore[arg-type]
+            algorithm="EdDSA",
+            headers={"kid": kid},
         )
         for i in range(count)
     ]

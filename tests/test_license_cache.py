@@ -10,7 +10,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from deployd.errors import LicenseError
-from deployd.licensing.cache import CachedLicenseVerifier
+from deployd.licensing.cache import CachedLicenseVerifier, entry_bytes
 from deployd.licensing.keyring import KeyRing
 from deployd.licensing.tokens import LicenseVerifier
 from tests.support import jwt_forge
@@ -145,3 +145,57 @@ def test_lookup_of_what_never_verified_is_none(cached, token):
     with pytest.raises(LicenseError):
         cached.verify(token)
     assert cached.lookup(token) is None
+
+
+# --- memory: bounded by bytes, entries compact
+
+
+def test_size_is_bounded_by_the_memory_budget(kit, revoked, clock):
+    verifier = LicenseVerifier(KeyRing.from_dir(kit.keys_dir), is_revoked=revoked.__contains__)
+    one = entry_bytes(verifier.verify(kit.issue(customer="probe")))
+    cached = CachedLicenseVerifier(verifier, max_bytes=3 * one + one // 2, clock=clock)
+    tokens = [kit.issue(customer=f"c{i}") for i in range(6)]
+    for token in tokens:
+        cached.verify(token)
+    assert len(cached) == 3
+    assert 0 < cached.bytes <= cached.max_bytes
+    cached.verify(tokens[-1])
+    cached.verify(tokens[0])  # the oldest went first
+    assert (cached.hits, cached.misses) == (1, 7)
+
+
+def test_forgetting_everything_frees_the_budget(cached, kit):
+    cached.verify(kit.issue())
+    cached.clear()
+    assert (len(cached), cached.bytes) == (0, 0)
+
+
+def test_remembered_licenses_share_their_repeated_claims(cached, kit):
+    first = cached.verify(kit.issue(customer="a", channel="stable", channels=["stable", "beta"]))
+    second = cached.verify(kit.issue(customer="b", channel="stable", channels=["stable", "beta"]))
+    assert first.channel is second.channel
+    assert first.issuer is second.issuer
+    assert first.channels[1] is second.channels[1]
+    shared_names = {id(name) for name in first.claims}
+    assert all(id(name) in shared_names for name in second.claims)
+
+
+def test_nested_free_claims_count_toward_the_budget(kit, revoked, clock):
+    verifier = LicenseVerifier(KeyRing.from_dir(kit.keys_dir), is_revoked=revoked.__contains__)
+    plain = entry_bytes(verifier.verify(kit.issue(features={"a": 1})))
+    nested = entry_bytes(verifier.verify(kit.issue(features={"a": {"b": ["x" * 2000]}})))
+    assert nested > plain + 2000
+
+
+# --- the key ring
+
+
+def test_a_key_retired_in_a_new_ring_stops_cached_licenses(cached, kit):
+    token = kit.issue()
+    cached.verify(token)
+    cached.verifier.keyring = KeyRing.from_dir(kit.keys_dir, retired=["test"])
+    assert cached.lookup(token) is None
+    with pytest.raises(LicenseError) as e:
+        cached.verify(token)
+    assert e.value.code == "key_retired"
+    assert len(cached) == 0

@@ -257,6 +257,7 @@ def build_services(
     verifier = CachedLicenseVerifier(
         _license_verifier(settings, keyring, is_revoked=state.is_revoked),
         maxsize=settings.license_cache_size,
+        max_bytes=settings.license_cache_mb * 1024 * 1024,
     )
     specs = SpecCache(
         signer,

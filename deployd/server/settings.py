@@ -98,7 +98,8 @@ class Settings:
     rate_limit_enabled: bool = True
     rate_limit_processes: int = 1
     trusted_proxies: int = 0
-    license_cache_size: int = 10_000
+    license_cache_size: int = 1_000_000
+    license_cache_mb: int = 128
     channel_cache_size: int = 1000
     report_queue_size: int = 10_000
     log_level: str = "INFO"
@@ -152,6 +153,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "DEPLOYD_RATE_LIMIT_PROCESSES": ("rate_limit_processes", _positive_int),
     "DEPLOYD_TRUSTED_PROXIES": ("trusted_proxies", int),
     "DEPLOYD_LICENSE_CACHE_SIZE": ("license_cache_size", _positive_int),
+    "DEPLOYD_LICENSE_CACHE_MB": ("license_cache_mb", _positive_int),
     "DEPLOYD_CHANNEL_CACHE_SIZE": ("channel_cache_size", _positive_int),
     "DEPLOYD_REPORT_QUEUE_SIZE": ("report_queue_size", _positive_int),
     "DEPLOYD_LOG_LEVEL": ("log_level", str),
