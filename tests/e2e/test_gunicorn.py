@@ -1,4 +1,5 @@
-"""End to end: gunicorn workers on Redis, asked over real HTTP the way the W&B operator asks."""
+"""End to end: gunicorn (and granian) workers on Redis, asked over real HTTP the way the W&B
+operator asks."""
 
 from __future__ import annotations
 
@@ -20,10 +21,11 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def served(tmp_path, real_redis, redis_server):
+def served(tmp_path, real_redis, redis_server, server_kind):
     setup = redis_setup(tmp_path, redis_server.url)
     kit, store = setup.kit, setup.store
-    server = GunicornServer({**setup.env, "DEPLOYD_REFRESH_INTERVAL": "0.2"}, workers=3)
+    env = {**setup.env, "DEPLOYD_REFRESH_INTERVAL": "0.2"}
+    server = GunicornServer(env, workers=3, server=server_kind)
     server.start(tmp_path)
     try:
         yield server, kit, store
