@@ -39,6 +39,10 @@ from deployd.server.settings import exit_on_config_error, settings_from_env
 APP = "deployd.wsgi:app"
 # As gunicorn's `keepalive` with gevent workers: the deadline for a whole request head.
 HEADER_READ_TIMEOUT_MS = 5000
+# A whole request head granian reads before it answers 431 itself (an empty body: not deployd's
+# JSON). Room for an oversize Authorization header (gunicorn.conf.py's limit_request_field_size,
+# 64 KiB) with an ordinary head around it, so the app answers that one with its JSON 431.
+MAX_HEAD_BYTES = 65536 + 16384
 # The client address, the request line without its query string, status and duration.
 ACCESS_LOG_FORMAT = '%(addr)s "%(method)s %(path)s %(protocol)s" %(status)d %(dt_ms).1fms'
 # Exit status of a configuration error found before the workers start (as gunicorn's
@@ -80,7 +84,9 @@ class DeploydGranian(MPServer):
             workers=options.workers,
             http=HTTPModes.http1,
             websockets=False,
-            http1_settings=HTTP1Settings(header_read_timeout=HEADER_READ_TIMEOUT_MS),
+            http1_settings=HTTP1Settings(
+                header_read_timeout=HEADER_READ_TIMEOUT_MS, max_buffer_size=MAX_HEAD_BYTES
+            ),
             log_access=True,
             log_access_format=ACCESS_LOG_FORMAT,
         )
