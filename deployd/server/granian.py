@@ -59,6 +59,8 @@ class ServerOptions:
     port: int
     workers: int
     drain_seconds: float
+    # Another WSGI app under the same settings (the benchmark's baselines); deployd's when APP.
+    app: str = APP
 
 
 def options_from_env(environ: Mapping[str, str]) -> ServerOptions:
@@ -77,7 +79,7 @@ class DeploydGranian(MPServer):
 
     def __init__(self, options: ServerOptions) -> None:
         super().__init__(
-            APP,
+            options.app,
             address=options.host,
             port=options.port,
             interface=Interfaces.WSGI,
@@ -119,14 +121,18 @@ def load_app(target: str) -> Any:
 
 def serve(options: ServerOptions) -> None:
     """Check the configuration, then run granian in this process (the master) until stopped."""
+    # Forked workers share the drain mark made in this process (draining.py).
+    multiprocessing.set_start_method("fork", force=True)
+    server = DeploydGranian(options)
+    if options.app != APP:
+        server.serve()
+        return
     os.environ.setdefault("DEPLOYD_RATE_LIMIT_PROCESSES", str(options.workers))
     from deployd.server.services import check_configuration
 
     with exit_on_config_error(CONFIG_ERROR):
         check_configuration(settings_from_env())
-    # Forked workers share the drain mark made in this process (draining.py).
-    multiprocessing.set_start_method("fork", force=True)
-    DeploydGranian(options).serve(target_loader=load_app)
+    server.serve(target_loader=load_app)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -137,8 +143,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--workers", type=int, default=defaults.workers, help="worker processes ($WEB_CONCURRENCY)"
     )
+    parser.add_argument("--app", default=APP, help=f"the WSGI app, module:name (default {APP})")
     args = parser.parse_args(argv)
-    serve(ServerOptions(args.host, args.port, args.workers, defaults.drain_seconds))
+    serve(ServerOptions(args.host, args.port, args.workers, defaults.drain_seconds, args.app))
 
 
 if __name__ == "__main__":
