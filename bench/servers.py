@@ -8,6 +8,7 @@ failed run leaves nothing behind.
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import pwd
 import shutil
@@ -19,10 +20,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from deployd.server.view import FIRST_VIEW_LOADED
 from tests.support.redis_server import RedisServer, free_port
 
 REPO = Path(__file__).resolve().parents[1]
 START_TIMEOUT_SECONDS = 30.0
+VIEW_TIMEOUT_SECONDS = 120.0
 
 __all__ = [
     "REPO",
@@ -96,6 +99,22 @@ class AppServer:
 
     def _healthy(self) -> bool:
         return _answers(self.address, "/healthz")
+
+    def wait_for_every_view(self, timeout: float = VIEW_TIMEOUT_SECONDS) -> None:
+        """For deployd: wait until every worker has read the store once (its log line), so no
+        measured request waits for a worker's first view of a large store."""
+        deadline = time.monotonic() + timeout
+        while not set(self.worker_pids()) <= self._workers_with_a_view():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.server} {self.app}: workers did not read the store")
+            time.sleep(0.1)
+
+    def _workers_with_a_view(self) -> set[int]:
+        pids = set()
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            if line.startswith("{") and FIRST_VIEW_LOADED in line:
+                pids.add(json.loads(line)["pid"])
+        return pids
 
     def expected_workers(self) -> int:
         if "WEB_CONCURRENCY" in self.env:
