@@ -1,4 +1,4 @@
-"""deployd under granian (a Rust HTTP server with worker processes), the faster of the two servers.
+"""deployd under granian (a Rust HTTP server with worker processes): the second server option.
 
 The one place granian is launched from: `deployd serve --server granian`, the Procfile's
 `web-granian` line (`python -m deployd.server.granian`), the benchmark and the tests. It reads the
@@ -11,7 +11,9 @@ and does here what gunicorn's hooks do there:
 - each worker starts its background refresher when it loads the app, not on its first request;
 - on SIGTERM the master drains first (deployd/server/draining.py): `/readyz` answers 503
   `shutting_down` in every worker for `DEPLOYD_DRAIN_SECONDS` while requests are still served,
-  then granian stops its workers, which finish the requests in flight;
+  then granian stops its workers, which finish the requests in flight (killed after 20 s, as
+  gunicorn's graceful_timeout);
+- a worker that dies is replaced, as under gunicorn;
 - a request head must arrive whole within 5 s (granian reads heads in Rust, so a slow client
   costs a socket, never a Python thread), and each request is logged as an access line.
 
@@ -48,6 +50,8 @@ ACCESS_LOG_FORMAT = '%(addr)s "%(method)s %(path)s %(protocol)s" %(status)d %(dt
 # Exit status of a configuration error found before the workers start (as gunicorn's
 # on_starting hook exits).
 CONFIG_ERROR = 3
+# As gunicorn.conf.py's graceful_timeout: how long a stopping worker may finish its requests.
+GRACEFUL_TIMEOUT_SECONDS = 20
 DEFAULT_DRAIN_SECONDS = 5.0
 
 logger = logging.getLogger(__name__)
@@ -91,6 +95,9 @@ class DeploydGranian(MPServer):
             ),
             log_access=True,
             log_access_format=ACCESS_LOG_FORMAT,
+            # A worker that dies is replaced, as gunicorn does (granian stops when one crash-loops).
+            respawn_failed_workers=True,
+            workers_kill_timeout=GRACEFUL_TIMEOUT_SECONDS,
         )
         self._stop_on_term = draining.drain_first(
             self._stop_now, options.drain_seconds, logger.warning
