@@ -1,7 +1,7 @@
 """A hung Redis (SIGSTOP: a stuck primary, a partition) under gunicorn or granian with several
 workers: every poll of a cached spec is still answered, `/readyz` says the store is unreachable,
-and after SIGCONT a publish reaches every poller. Also: the per-license rate limit across several workers on a real
-Redis stays within its documented bound.
+and after SIGCONT a publish reaches every poller. Also: the per-license rate limit across several
+workers on a real Redis stays within its documented bound.
 
 Polls are judged answered or not (a status within a generous client timeout), never on latency.
 """
