@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 from typing import TYPE_CHECKING
@@ -70,6 +71,12 @@ def run(args: argparse.Namespace) -> int:
         print(
             "deployd: error: the embedded store lives in one process; set REDIS_URL to run"
             " several workers",
+            file=sys.stderr,
+        )
+        return 2
+    if args.server == "granian" and importlib.util.find_spec("granian") is None:
+        print(
+            "deployd: error: granian is not installed: pip install 'deployd[granian]'",
             file=sys.stderr,
         )
         return 2
