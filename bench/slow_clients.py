@@ -317,6 +317,8 @@ def main(argv: list[str]) -> int:
         redis_server.start()
         try:
             store = RedisStore.from_url(redis_server.url)
+            # As `deployd store init` does: a store without an epoch serves nothing.
+            store.initialize()
             publish_yaml(store, channel_yaml(channel_document("stable", 6)), name="stable")
             keys = make_keys(directory / "keys")
             (license,) = issue_licenses(keys, ["stable"], 1)
