@@ -86,8 +86,9 @@ class Deployment:
 
 
 @pytest.fixture
-def deploy(tmp_path: Path) -> Iterator[Callable[..., Deployment]]:
-    """Start a persistent redis-server and one gunicorn worker on it, with extra settings."""
+def deploy(tmp_path: Path, server_kind: str) -> Iterator[Callable[..., Deployment]]:
+    """Start a persistent redis-server and one worker on it (under gunicorn, then granian), with
+    extra settings."""
     require_redis_server()
     started: list[Deployment] = []
 
@@ -108,6 +109,7 @@ def deploy(tmp_path: Path) -> Iterator[Callable[..., Deployment]]:
                 **env,
             },
             workers=1,
+            server=server_kind,
         )
         deployment = Deployment(redis, server, store, kit, publisher_token)
         started.append(deployment)
