@@ -1,5 +1,6 @@
-"""Redis stopped under a running gunicorn: cached reads keep flowing, writes and readiness say 503,
-license checks fail closed past the staleness bound, and everything recovers when Redis returns.
+"""Redis stopped under a running server (gunicorn or granian): cached reads keep flowing, writes
+and readiness say 503, license checks fail closed past the staleness bound, and everything recovers
+when Redis returns.
 
 Each test runs its own persistent redis-server (append-only file), so stopping it does not disturb
 the session's shared one, and a restart on the same port keeps what was written, as production
