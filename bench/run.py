@@ -1,8 +1,11 @@
-"""Benchmark deployd against bare Flask on loopback: `python bench/run.py [--quick]`.
+"""Benchmark deployd against the floor and the ceiling on loopback: `python bench/run.py [--quick]
+[--server gunicorn|granian|both]`.
 
-Starts redis-server, deployd under gunicorn (the checked-in gunicorn.conf.py) and a bare Flask app
-answering the same bytes under the same settings, drives both with wrk, and checks deployd's
-figures against its targets. Exits 1 when a target is missed; the last line is a summary.
+Starts redis-server, nginx serving the spec bytes as a static file, and, under each server in turn
+(gunicorn with the checked-in gunicorn.conf.py, granian through deployd/server/granian.py), deployd
+and two baselines answering the same bytes under the same settings (a bare WSGI callable and bare
+Flask); drives them with wrk, checks deployd's figures against its targets and prints every
+server's figures side by side. Exits 1 when a target is missed; the last line is a summary.
 """
 
 import sys

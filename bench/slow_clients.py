@@ -6,6 +6,7 @@ server closes one, as a real attack does), and meanwhile polls a valid license's
 rate. Prints answered/attempted and the latency percentiles of the answered polls; exits 1 when
 fewer than 99% were answered. Everything is on loopback and bounded in time.
 
+`--server granian` runs deployd under granian (deployd/server/granian.py) instead.
 `--gunicorn-args` overrides the config file's settings (GUNICORN_CMD_ARGS), to measure other worker
 models: `--gunicorn-args "--worker-class sync"`, `"--worker-class gthread --threads 64"`.
 """
@@ -279,6 +280,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--workers", type=int, help="WEB_CONCURRENCY (default: what gunicorn.conf.py picks)"
     )
     parser.add_argument(
+        "--server",
+        choices=["gunicorn", "granian"],
+        default="gunicorn",
+        help="the server deployd runs under (default gunicorn; granian: deployd/server/granian.py)",
+    )
+    parser.add_argument(
         "--gunicorn-args",
         default="",
         help="settings over gunicorn.conf.py, as GUNICORN_CMD_ARGS (to measure other workers)",
@@ -292,7 +299,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str]) -> int:
     # Run as a script from anywhere: the repository root holds the `bench` and `tests` packages.
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from bench.servers import Gunicorn, RedisServer, free_port
+    from bench.servers import AppServer, RedisServer, free_port
     from bench.world import (
         basic_auth,
         channel_document,
@@ -310,6 +317,8 @@ def main(argv: list[str]) -> int:
         redis_server.start()
         try:
             store = RedisStore.from_url(redis_server.url)
+            # As `deployd store init` does: a store without an epoch serves nothing.
+            store.initialize()
             publish_yaml(store, channel_yaml(channel_document("stable", 6)), name="stable")
             keys = make_keys(directory / "keys")
             (license,) = issue_licenses(keys, ["stable"], 1)
@@ -323,13 +332,15 @@ def main(argv: list[str]) -> int:
             }
             if args.workers:
                 env["WEB_CONCURRENCY"] = str(args.workers)
-            server = Gunicorn("deployd.wsgi:app", env, directory / "gunicorn.log")
+            server = AppServer(
+                "deployd.wsgi:app", env, directory / f"{args.server}.log", args.server
+            )
             server.start()
             try:
                 print(
                     f"deployd slow clients: {args.sockets} sockets sending a byte every"
                     f" {args.interval:g} s, {args.rate:g} polls/s for {args.duration:g} s"
-                    f" (timeout {args.timeout:g} s); gunicorn.conf.py"
+                    f" (timeout {args.timeout:g} s); {args.server}"
                     f" {args.gunicorn_args or '(as checked in)'},"
                     f" {len(server.worker_pids())} workers",
                     flush=True,

@@ -1,14 +1,18 @@
 """The benchmark: what is measured, in which order, and the targets deployd must meet.
 
 Every throughput figure is a ratio between two servers measured side by side in the same run,
-alternating round by round: deployd against the bare Flask baseline (bench/baseline_app.py), and
-deployd on a 10,000-channel store against deployd on a 3-channel store. Absolute figures on a
-shared 2-core machine drift by 10% or more from one minute to the next; such ratios hold.
+alternating round by round: deployd against the floor of its stack, a bare WSGI callable answering
+the recorded bytes under the same server and settings (bench/baseline_app.py; bare Flask is a
+second reference), against nginx serving the same bytes as a static file (the machine's ceiling),
+and deployd on a 10,000-channel store against deployd on a 3-channel store. It all runs under
+gunicorn and under granian in turn (`--server`). Absolute figures on a shared 2-core machine drift
+by 10% or more from one minute to the next; such ratios hold.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import multiprocessing
@@ -23,8 +27,17 @@ from pathlib import Path
 
 import redis
 
-from bench.load import LoadResult, Request, default_generator, fetch, run_load
-from bench.servers import Gunicorn, RedisServer, cpu_seconds, free_port, worker_rss_bytes
+from bench.load import LoadError, LoadResult, Request, default_generator, fetch, run_load
+from bench.servers import (
+    SERVERS,
+    AppServer,
+    NginxStatic,
+    RedisServer,
+    cpu_seconds,
+    free_port,
+    nginx_available,
+    worker_rss_bytes,
+)
 from bench.world import (
     basic_auth,
     channel_document,
@@ -66,6 +79,7 @@ class Options:
     licenses: int
     active_channels: int  # of the 10,000 channels, how many the fleet polls
     generator: str  # "wrk" or "python"
+    servers: tuple[str, ...] = ("gunicorn",)  # deployd and the baselines run under each in turn
     scale_channels: int = 10_000
     scale_releases_each: int = 10
     scale_revocations: int = 100_000
@@ -104,7 +118,7 @@ class Side:
     """One server driven with one list of requests."""
 
     label: str
-    server: Gunicorn
+    server: AppServer | NginxStatic
     requests: list[Request]
 
 
@@ -119,6 +133,10 @@ class Comparison:
 
     def _median(self, side: Side, attribute: str) -> float:
         return statistics.median(getattr(r, attribute) for r in self.results[side.label])
+
+    def medians(self, side: Side) -> tuple[float, float]:
+        """(req/s, p99 ms) of `side`, medians over the rounds."""
+        return self._median(side, "rps"), self._median(side, "p99_ms")
 
     @property
     def ratio(self) -> float:
@@ -184,7 +202,16 @@ def parse_options(argv: list[str]) -> Options:
         default=100_000,
         help="distinct licenses of the fleet-size scenario (100000)",
     )
+    parser.add_argument(
+        "--server",
+        choices=[*SERVERS, "both"],
+        default="both",
+        help="run deployd and the baselines under gunicorn, granian or both in turn (both)",
+    )
     args = parser.parse_args(argv)
+    servers = SERVERS if args.server == "both" else (args.server,)
+    if "granian" in servers and importlib.util.find_spec("granian") is None:
+        parser.error("granian is not installed: pip install -e '.[granian]' (or --server gunicorn)")
     duration = args.duration or (2 if args.quick else 3)
     return Options(
         duration=duration,
@@ -199,6 +226,7 @@ def parse_options(argv: list[str]) -> Options:
         metrics_only=args.metrics_only,
         fleet_licenses=args.fleet_licenses,
         fleet_size_only=args.fleet_size_only,
+        servers=servers,
     )
 
 
@@ -229,13 +257,18 @@ class Bench:
         self.options = options
         self.directory = directory
         self.stack = stack
-        # Set by start() and run_scale().
+        # Set by start(); the servers of the section being measured by run_server().
         self.redis: RedisServer
         self.store: RedisStore
-        self.large_store: RedisStore
-        self.deployd: Gunicorn
-        self.large: Gunicorn
-        self.baseline: Gunicorn
+        self.nginx: NginxStatic | None = None
+        self.server = options.servers[0]
+        self.deployd: AppServer
+        self.baseline: AppServer
+        self.large: AppServer
+        self.large_store: RedisStore | None = None
+        self.large_names: list[str] = []
+        # (row, server) -> (req/s, p99 ms): the medians of every side measured, for the table.
+        self.figures: dict[tuple[str, str], tuple[float, float]] = {}
 
     def log(self, message: str) -> None:
         print(message, flush=True)
@@ -256,37 +289,46 @@ class Bench:
             publish_yaml(self.store, channel_yaml(channel_document(name, 6)), name=name)
         self.licenses = issue_licenses(self.keys, CHANNELS, self.options.licenses)
 
-        self.deployd = self._start_deployd(self.redis.url, "deployd.log")
-
+        # The responses are recorded from deployd under the first server; every section starts
+        # its own deployd.
+        recorder = self._start_deployd(self.redis.url, "deployd-recorded.log", self.stack)
         self.spec_requests = [Request("GET", SPEC_PATH, basic_auth(x)) for x in self.licenses]
         self.validate_requests = [
             Request("POST", VALIDATE_PATH, body=json.dumps({"license": x})) for x in self.licenses
         ]
-        etags = self._etags(self.spec_requests)
+        etags = self._etags(recorder, self.spec_requests)
         self.not_modified_requests = [
             Request("GET", SPEC_PATH, r.authorization, if_none_match=etag)
             for r, etag in zip(self.spec_requests, etags, strict=True)
         ]
         recorded = {
-            "spec": self._record(self.spec_requests[0], 200),
-            "not_modified": self._record(self.not_modified_requests[0], 304),
-            "validate": self._record(self.validate_requests[0], 200),
+            "spec": self._record(recorder, self.spec_requests[0], 200),
+            "not_modified": self._record(recorder, self.not_modified_requests[0], 304),
+            "validate": self._record(recorder, self.validate_requests[0], 200),
         }
-        responses = self.directory / "responses.json"
-        responses.write_text(json.dumps(recorded))
-        self.spec_bytes = len(recorded["spec"]["body"].encode())
-        self.baseline = Gunicorn(
-            "bench.baseline_app:app",
-            {"BENCH_RESPONSES": str(responses)},
-            self.directory / "base.log",
-        )
-        self.baseline.start()
-        self.stack.callback(self.baseline.stop)
+        recorder.stop()
+        self.responses = self.directory / "responses.json"
+        self.responses.write_text(json.dumps(recorded))
+        spec_body = recorded["spec"]["body"].encode()
+        self.spec_bytes = len(spec_body)
+        if nginx_available():
+            self.nginx = NginxStatic(self.directory / "nginx", SPEC_PATH, spec_body)
+            self.nginx.start()
+            self.stack.callback(self.nginx.stop)
+        else:
+            self.log(
+                "nginx: not installed (Debian: apt-get install nginx); the ceiling comparison"
+                " (spec 200 against nginx serving the same bytes as a static file) is SKIPPED"
+            )
 
     def _start_deployd(
-        self, redis_url: str, log_name: str, extra_env: dict[str, str] | None = None
-    ) -> Gunicorn:
-        server = Gunicorn(
+        self,
+        redis_url: str,
+        log_name: str,
+        stack: ExitStack,
+        extra_env: dict[str, str] | None = None,
+    ) -> AppServer:
+        server = AppServer(
             "deployd.wsgi:app",
             {
                 "REDIS_URL": redis_url,
@@ -298,15 +340,30 @@ class Bench:
                 "DEPLOYD_METRICS": "off",
                 **(extra_env or {}),
             },
-            self.directory / log_name,
+            self.directory / f"{self.server}-{log_name}",
+            self.server,
         )
         server.start()
-        self.stack.callback(server.stop)
+        stack.callback(server.stop)
+        server.wait_for_every_view()
         return server
 
-    def _etags(self, requests: list[Request]) -> list[str]:
+    def _start_baseline(self, app: str, stack: ExitStack) -> AppServer:
+        """A baseline app of bench/baseline_app.py under the section's server."""
+        name = app.rsplit(":", 1)[1]
+        server = AppServer(
+            app,
+            {"BENCH_RESPONSES": str(self.responses)},
+            self.directory / f"{self.server}-baseline-{name}.log",
+            self.server,
+        )
+        server.start()
+        stack.callback(server.stop)
+        return server
+
+    def _etags(self, server: AppServer, requests: list[Request]) -> list[str]:
         def etag_of(request: Request) -> str:
-            status, raw = fetch(self.deployd.address, request)
+            status, raw = fetch(server.address, request)
             if status != 200:
                 raise RuntimeError(f"deployd answered {status} to a valid license:\n{raw[:500]!r}")
             return _headers(raw)["etag"]
@@ -314,8 +371,8 @@ class Bench:
         with ThreadPoolExecutor(8) as pool:
             return list(pool.map(etag_of, requests))
 
-    def _record(self, request: Request, status: int) -> dict:
-        got, raw = fetch(self.deployd.address, request)
+    def _record(self, server: AppServer, request: Request, status: int) -> dict:
+        got, raw = fetch(server.address, request)
         if got != status:
             raise RuntimeError(f"deployd answered {got}, expected {status}:\n{raw[:500]!r}")
         head, _, body = raw.partition(b"\r\n\r\n")
@@ -344,15 +401,18 @@ class Bench:
         result = Comparison(name, reference, subject)
 
         def drive(side: Side, seconds: float) -> LoadResult:
-            return run_load(
-                side.server.address,
-                side.requests,
-                expected_status=status,
-                duration=seconds,
-                connections=options.connections,
-                work_dir=self.directory,
-                generator=options.generator,
-            )
+            try:
+                return run_load(
+                    side.server.address,
+                    side.requests,
+                    expected_status=status,
+                    duration=seconds,
+                    connections=options.connections,
+                    work_dir=self.directory,
+                    generator=options.generator,
+                )
+            except LoadError as e:
+                raise LoadError(f"{name}, {side.label}: {e}\n{side.server.log_tail()}") from None
 
         # Warm-up: a fleet polls a long-running server, whose workers have long verified each
         # license, compiled each channel and rendered each spec; that steady state is measured.
@@ -376,83 +436,124 @@ class Bench:
             for side in order:
                 result.results.setdefault(side.label, []).append(drive(side, options.duration))
         self.log(result.row())
+        for side in (reference, subject):
+            # deployd's row shows its first measurement on the path (against the bare WSGI app).
+            self.figures.setdefault((f"{side.label} {name}", self.server), result.medians(side))
         return result
 
     def run(self) -> list[Target]:
         options = self.options
-        self.log("deployd bench: starting redis-server, deployd and the baseline on loopback")
+        self.log(
+            "deployd bench: starting redis-server, nginx and, under"
+            f" {' and '.join(options.servers)} in turn, deployd and the baselines on loopback"
+        )
         self.start()
+        targets: list[Target] = []
+        ceilings: dict[str, float] = {}
+        for server in options.servers:
+            self.server = server
+            with ExitStack() as section:  # this server's processes stop before the next's start
+                targets += self.run_server(section, ceilings)
+        if ceilings:
+            best = max(ceilings, key=lambda server: ceilings[server])
+            targets.append(
+                Target(f"ceiling: spec 200 vs nginx ({best})", ceilings[best], 0.35, True, "x")
+            )
+        self.print_table()
+        return targets
+
+    def run_server(self, section: ExitStack, ceilings: dict[str, float]) -> list[Target]:
+        """Every measurement of deployd and the baselines under `self.server`."""
+        options, server = self.options, self.server
+        self.deployd = self._start_deployd(self.redis.url, "deployd.log", section)
         workers = len(self.deployd.worker_pids())
         self.log(
-            f"load: {options.generator}, {options.connections} connections, {options.rounds}"
-            f" rounds x {options.duration} s per side; gunicorn.conf.py: {workers} workers;"
+            f"== {server}: {workers} workers; load: {options.generator}, {options.connections}"
+            f" connections, {options.rounds} rounds x {options.duration} s per side;"
             f" {len(self.licenses)} licenses; spec body {self.spec_bytes} bytes"
         )
         side = f"{'req/s':>8} {'p50':>5} {'p99':>5}"
         self.log(f"{'path':<18} {'reference':<12} {side}   {'measured':<12} {side}   ratio")
         if options.metrics_only:
-            return self.metrics_targets()
+            return self.metrics_targets(section)
         if options.fleet_size_only:
-            return self.fleet_size_targets()
-        recording = self.run_fleet_recording()
-        fleet_target = Target("fleet: check-ins on vs off", recording, 0.95, True, "x")
+            return self.fleet_size_targets(section)
+        recording = self.run_fleet_recording(section)
+        fleet_target = Target(f"{server} fleet: check-ins on vs off", recording, 0.95, True, "x")
         if options.fleet_only:
             return [fleet_target]
-        baseline = self.baseline
+        self.baseline = self._start_baseline("bench.baseline_app:bare", section)
+        flask = self._start_baseline("bench.baseline_app:app", section)
+        deployd = Side("deployd", self.deployd, self.spec_requests)
         spec = self.compare(
             "spec 200",
-            Side("baseline", baseline, self.spec_requests),
-            Side("deployd", self.deployd, self.spec_requests),
+            Side("bare WSGI", self.baseline, self.spec_requests),
+            deployd,
             200,
             cold=True,
         )
         not_modified = self.compare(
             "spec 304",
-            Side("baseline", baseline, self.not_modified_requests),
+            Side("bare WSGI", self.baseline, self.not_modified_requests),
             Side("deployd", self.deployd, self.not_modified_requests),
             304,
         )
         validate = self.compare(
             "licenses/validate",
-            Side("baseline", baseline, self.validate_requests),
+            Side("bare WSGI", self.baseline, self.validate_requests),
             Side("deployd", self.deployd, self.validate_requests),
             200,
         )
-        scale, rss = self.run_scale()
-        fleet_size = self.fleet_size_targets(scale_loaded=True)
+        # The second reference, reported with no target: what a Flask view costs over the floor.
+        self.compare("spec 200", Side("bare Flask", flask, self.spec_requests), deployd, 200)
+        if self.nginx is not None:
+            ceiling = self.compare(
+                "spec 200", Side("nginx static", self.nginx, self.spec_requests), deployd, 200
+            )
+            ceilings[server] = ceiling.ratio
+        scale, rss = self.run_scale(section)
+        fleet_size = self.fleet_size_targets(section, scale_loaded=True)
         publish_seconds, visible_after, busy = self.run_publish()
         self.log(f"publish: workers that served during the watch: {busy}/{workers}")
         self.log("(latencies p50 and p99 in ms; req/s, p50 and p99 are medians over the rounds)")
         return [
-            Target("spec 200: req/s vs baseline", spec.ratio, 0.95, True, "x"),
-            Target("spec 200: p99 vs baseline", spec.p99_ratio, 1.2, False, "x"),
-            Target("spec 304: req/s vs baseline", not_modified.ratio, 1.0, True, "x"),
-            Target("validate: req/s vs baseline", validate.ratio, 0.9, True, "x"),
-            Target("scale: 10k channels vs 3 channels", scale.ratio, 0.95, True, "x"),
-            Target("scale: largest worker RSS", rss / MB, 150, False, "MB"),
+            Target(f"{server} spec 200: req/s vs bare WSGI", spec.ratio, 0.90, True, "x"),
+            Target(f"{server} spec 200: p99 vs bare WSGI", spec.p99_ratio, 1.2, False, "x"),
+            Target(f"{server} spec 304: req/s vs bare WSGI", not_modified.ratio, 0.95, True, "x"),
+            Target(f"{server} validate: req/s vs bare WSGI", validate.ratio, 0.85, True, "x"),
+            Target(f"{server} scale: 10k channels vs 3", scale.ratio, 0.95, True, "x"),
+            Target(f"{server} scale: largest worker RSS", rss / MB, 150, False, "MB"),
             *fleet_size,
-            Target("publish: 1,000 releases", publish_seconds, 1.0, False, "s"),
-            Target("publish: served by every worker after", visible_after, 1.0, False, "s"),
+            Target(f"{server} publish: 1,000 releases", publish_seconds, 1.0, False, "s"),
+            Target(f"{server} publish: every worker serves it", visible_after, 1.0, False, "s"),
             fleet_target,
             *self.metrics_targets(),
         ]
 
-    def metrics_targets(self) -> list[Target]:
+    def metrics_targets(self, section: ExitStack) -> list[Target]:
         """The poll's throughput with metrics on over off, 200 and 304: at most 3% lower."""
-        spec, not_modified = self.run_metrics()
+        spec, not_modified = self.run_metrics(section)
         return [
-            Target("metrics: spec 200 on vs off", spec, METRICS_MIN_RATIO, True, "x"),
-            Target("metrics: spec 304 on vs off", not_modified, METRICS_MIN_RATIO, True, "x"),
+            Target(
+                f"{self.server} metrics: spec 200 on vs off", spec, METRICS_MIN_RATIO, True, "x"
+            ),
+            Target(
+                f"{self.server} metrics: spec 304 on vs off",
+                not_modified,
+                METRICS_MIN_RATIO,
+                True,
+                "x",
+            ),
         ]
 
-    def run_metrics(self) -> tuple[float, float]:
+    def run_metrics(self, section: ExitStack) -> tuple[float, float]:
         """Requests per second of the poll (200, then 304) on a deployd counting metrics
         (DEPLOYD_METRICS=open, a second one on the same Redis) over the first deployd, which
         counts none (on Redis without a token or a metrics port, `auto` is off). Each measured
         twice, either side the cold subject once, combined as the geometric mean of the two
         ratios, as for fleet recording."""
         counted = self._start_deployd(
-            self.redis.url, "deployd-metrics.log", {"DEPLOYD_METRICS": "open"}
+            self.redis.url, "deployd-metrics.log", section, {"DEPLOYD_METRICS": "open"}
         )
         ratios = []
         for name, requests, status in (
@@ -467,45 +568,65 @@ class Bench:
             self.log(f"metrics: {name} with metrics on runs at {ratios[-1]:.3f}x metrics off")
         return ratios[0], ratios[1]
 
-    def run_fleet_recording(self) -> float:
+    def print_table(self) -> None:
+        """Every side measured, one column per server (medians; each ratio above compares two
+        sides measured alternately, which the absolute figures here do not)."""
+        servers = self.options.servers
+        rows = list(dict.fromkeys(row for row, _ in self.figures))
+        self.log("figures side by side: req/s and p99 ms, medians over the rounds")
+        self.log(f"{'':<32}" + "".join(f"{server:>20}" for server in servers))
+        for row in rows:
+            cells = []
+            for server in servers:
+                figure = self.figures.get((row, server))
+                cells.append(f"{figure[0]:>10.0f}/s {figure[1]:>6.1f}" if figure else f"{'-':>20}")
+            self.log(f"{row:<32}" + "".join(f"{cell:>20}" for cell in cells))
+
+    def run_fleet_recording(self, section: ExitStack) -> float:
         """Requests per second of deployd with fleet check-in recording on (the default, the
-        first deployd) over the same deployd with it off (a second one on the same Redis), side
-        by side. Measured twice, each side once the cold subject warmed up before the rounds and
-        once the reference, and combined as the geometric mean of the two ratios, so whatever
-        the subject's position favours cancels out."""
+        section's deployd) over the same deployd with it off (a second one on the same Redis),
+        side by side. Measured twice, each side once the cold subject warmed up before the
+        rounds and once the reference, and combined as the geometric mean of the two ratios, so
+        whatever the subject's position favours cancels out."""
         unrecorded = self._start_deployd(
-            self.redis.url, "deployd-unrecorded.log", {"DEPLOYD_FLEET_RECORDING": "0"}
+            self.redis.url, "deployd-unrecorded.log", section, {"DEPLOYD_FLEET_RECORDING": "0"}
         )
         on = Side("recording on", self.deployd, self.spec_requests)
         off = Side("recording off", unrecorded, self.spec_requests)
         on_over_off = self.compare("fleet on/off", off, on, 200, cold=True).ratio
         off_over_on = self.compare("fleet off/on", on, off, 200, cold=True).ratio
+        unrecorded.stop()
         combined = math.sqrt(on_over_off / off_over_on)
         self.log(f"fleet check-ins: recording on runs at {combined:.2f}x recording off")
         return combined
 
-    def run_scale(self) -> tuple[Comparison, int]:
-        """A second deployd on a store of 10,000 channels, measured against the first (3
-        channels) side by side; (the comparison, the largest worker RSS of the second)."""
+    def run_scale(self, section: ExitStack) -> tuple[Comparison, int]:
+        """A second deployd on a store of 10,000 channels (loaded once, for the first server),
+        measured against the section's (3 channels) side by side; (the comparison, the largest
+        worker RSS of the second)."""
         options = self.options
         url = f"redis://127.0.0.1:{self.redis.port}/1"
-        self.large_store = RedisStore.from_url(url)
-        client = redis.Redis.from_url(url)
-        began = time.monotonic()
-        names = load_large_store(
-            client,
-            self.large_store,
-            channels=options.scale_channels,
-            releases_each=options.scale_releases_each,
-            revoked=options.scale_revocations,
-        )
-        client.close()
-        self.log(
-            f"scale: loaded {options.scale_channels} channels x {options.scale_releases_each}"
-            f" releases and {options.scale_revocations} revocations in"
-            f" {time.monotonic() - began:.1f} s (a Redis pipeline in the store's key layout)"
-        )
-        self.large = self._start_deployd(url, "deployd-large.log")
+        if self.large_store is None:
+            self.large_store = RedisStore.from_url(url)
+            client = redis.Redis.from_url(url)
+            began = time.monotonic()
+            self.large_names = load_large_store(
+                client,
+                self.large_store,
+                channels=options.scale_channels,
+                releases_each=options.scale_releases_each,
+                revoked=options.scale_revocations,
+            )
+            client.close()
+            # As `deployd store init` does: a store without an epoch serves nothing (503).
+            self.large_store.initialize()
+            self.log(
+                f"scale: loaded {options.scale_channels} channels x {options.scale_releases_each}"
+                f" releases and {options.scale_revocations} revocations in"
+                f" {time.monotonic() - began:.1f} s (a Redis pipeline in the store's key layout)"
+            )
+        names = self.large_names
+        self.large = self._start_deployd(url, "deployd-large.log", section)
         # The fleet polls `active_channels` of the channels (its working set): each worker compiles
         # them and renders their specs; the others are in the store only. A worker's memory grows
         # with the working set, by the figure per active channel printed below.
@@ -522,28 +643,24 @@ class Bench:
         small, large = _largest_rss(self.deployd), _largest_rss(self.large)
         self.log(
             f"scale: largest worker RSS {large / MB:.0f} MB (3-channel deployd {small / MB:.0f} MB,"
-            f" baseline {_largest_rss(self.baseline) / MB:.0f} MB): about"
+            f" bare WSGI baseline {_largest_rss(self.baseline) / MB:.0f} MB): about"
             f" {(large - small) / 1024 / options.active_channels:.0f} KB per active channel,"
             " the revocations and sequences included"
         )
         return result, large
 
-    def fleet_size_targets(self, *, scale_loaded: bool = False) -> list[Target]:
-        """The targets of issue 15, part 2 (loading the 10k-channel store first unless
-        `run_scale` did)."""
+    def fleet_size_targets(self, section: ExitStack, *, scale_loaded: bool = False) -> list[Target]:
+        """The targets of issue 15, part 2 under `self.server` (loading the 10k-channel store
+        and its deployd first unless `run_scale` did)."""
         if not scale_loaded:
-            self.run_scale()
+            self.run_scale(section)
         licenses, channels, rss = self.run_fleet_size()
+        server = self.server
+        fleet = f"{self.options.fleet_licenses:,} licenses vs {len(self.licenses):,}"
         return [
-            Target(
-                f"fleet: {self.options.fleet_licenses:,} licenses vs {len(self.licenses):,}",
-                licenses.ratio,
-                0.9,
-                True,
-                "x",
-            ),
-            Target("fleet: all 10k channels vs 3", channels.ratio, 0.9, True, "x"),
-            Target("fleet: largest worker RSS", rss / MB, 200, False, "MB"),
+            Target(f"{server} fleet: {fleet}", licenses.ratio, 0.9, True, "x"),
+            Target(f"{server} fleet: all 10k channels vs 3", channels.ratio, 0.9, True, "x"),
+            Target(f"{server} fleet: largest worker RSS", rss / MB, 200, False, "MB"),
         ]
 
     def run_fleet_size(self) -> tuple[Comparison, Comparison, int]:
@@ -712,7 +829,7 @@ def _poll(address, requests, threads, stop_event, queue, count) -> None:
     queue.put(answers)
 
 
-def _largest_rss(server: Gunicorn) -> int:
+def _largest_rss(server: AppServer) -> int:
     return max(worker_rss_bytes(pid) for pid in server.worker_pids())
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 from typing import TYPE_CHECKING
@@ -22,14 +23,15 @@ KEEPALIVE_SECONDS = 5
 # gunicorn's exit status for a worker that could not load the app: the master stops.
 APP_LOAD_ERROR = 4
 DEFAULT_PORT = 8000
+SERVERS = ("gunicorn", "granian")
 
 
 def register(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser(
         "serve",
-        help="run the server for development (production: gunicorn, see the Procfile)",
-        description="Run the server with gunicorn on the embedded store seeded from channels/ "
-        "(or Redis when REDIS_URL is set).",
+        help="run the server for development (production: gunicorn or granian, see the Procfile)",
+        description="Run the server with gunicorn (or granian) on the embedded store seeded from "
+        "channels/ (or Redis when REDIS_URL is set).",
     )
     add_arguments(parser)
     parser.set_defaults(func=run)
@@ -47,7 +49,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--workers",
         type=int,
         default=1,
-        help="gunicorn workers (default 1: the embedded store lives in one process)",
+        help="worker processes (default 1: the embedded store lives in one process)",
+    )
+    parser.add_argument(
+        "--server",
+        choices=SERVERS,
+        default="gunicorn",
+        help="HTTP server: gunicorn (gevent workers, the default) or granian (deployd/server/"
+        "granian.py; needs the granian extra)",
     )
 
 
@@ -65,10 +74,21 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.server == "granian" and importlib.util.find_spec("granian") is None:
+        print(
+            "deployd: error: granian is not installed: pip install 'deployd[granian]'",
+            file=sys.stderr,
+        )
+        return 2
+    argv = [f"--host={args.host}", f"--port={args.port}", f"--workers={args.workers}"]
+    if args.server == "granian":
+        # The same launcher as the Procfile's web-granian line; no shutdown drain unless asked
+        # for, as under gunicorn here.
+        os.environ.setdefault("DEPLOYD_DRAIN_SECONDS", "0")
+        os.execv(sys.executable, [sys.executable, "-m", "deployd.server.granian", *argv])
     # The `deployd` command has imported redis-py, requests and the rest of deployd by now. A
     # fresh interpreter runs gunicorn instead, so gevent patches each worker before it imports
     # them, exactly as under the production config.
-    argv = [f"--host={args.host}", f"--port={args.port}", f"--workers={args.workers}"]
     os.execv(sys.executable, [sys.executable, "-m", "deployd.cli.serve", *argv])
 
 

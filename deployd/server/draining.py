@@ -8,8 +8,9 @@ worker's `/readyz` answers 503 `shutting_down` while polls are still served, and
 `seconds` sends itself the SIGTERM that starts gunicorn's graceful stop. A second SIGTERM during
 the drain stops at once (still gracefully).
 
-The mark lives in shared memory made when this module is imported in the gunicorn master, before
-it forks the workers, so every worker sees the master set it.
+The mark lives in shared memory made when this module is imported in the master (gunicorn's, or
+granian's: deployd/server/granian.py), before it forks the workers, so every worker sees the
+master set it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -41,19 +43,30 @@ def begin() -> None:
 
 def install(arbiter: Any, seconds: float) -> None:
     """Make gunicorn's master drain for `seconds` on SIGTERM before its graceful stop."""
-    stop = arbiter.handle_term
+    arbiter.handle_term = drain_first(arbiter.handle_term, seconds, arbiter.log.info)
+
+
+def drain_first(
+    stop: Callable[[], None], seconds: float, announce: Callable[[str], None]
+) -> Callable[[], None]:
+    """A SIGTERM handler for a server's master whose own handler is `stop`.
+
+    The first SIGTERM marks the server as draining, says so with `announce` and, `seconds`
+    later, sends this process SIGTERM again; that one, or any SIGTERM during the drain, calls
+    `stop`. With `seconds` 0 every SIGTERM calls `stop` at once. Used by gunicorn (`install`)
+    and by granian (deployd/server/granian.py)."""
 
     def handle_term() -> None:
         if seconds <= 0 or draining():
-            stop()  # gunicorn's own: raises StopIteration, which starts the graceful stop
+            stop()
             return
         begin()
-        arbiter.log.info(
-            "SIGTERM: readiness answers 503 shutting_down; serving %g s more before stopping",
-            seconds,
+        announce(
+            f"SIGTERM: readiness answers 503 shutting_down; serving {seconds:g} s more"
+            " before stopping"
         )
         timer = threading.Timer(seconds, os.kill, (os.getpid(), signal.SIGTERM))
         timer.daemon = True
         timer.start()
 
-    arbiter.handle_term = handle_term
+    return handle_term

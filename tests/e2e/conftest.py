@@ -9,18 +9,25 @@ import time
 import pytest
 import requests
 
-from tests.support.gunicorn import REPO
+from tests.support.gunicorn import REPO, SERVERS
 from tests.support.redis_server import free_port
 
 
-@pytest.fixture
-def serve(tmp_path):
+@pytest.fixture(params=SERVERS)
+def server_kind(request) -> str:
+    """Each server deployd runs under in production: a test using this runs once under each."""
+    return request.param
+
+
+@pytest.fixture(params=SERVERS)
+def serve(request, tmp_path):
+    """`deployd serve --server <each server>` on the embedded default: (url, state directory)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("DEPLOYD_") and k != "REDIS_URL"}
     env["DEPLOYD_STATE_DIR"] = str(tmp_path / "state")
     log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115 (closed below)
     process = subprocess.Popen(
-        [sys.executable, "-m", "deployd", "serve", "--port", str(port)],
+        [sys.executable, "-m", "deployd", "serve", "--port", str(port), "--server", request.param],
         cwd=REPO,
         env=env,
         stdout=log,

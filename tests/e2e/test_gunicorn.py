@@ -1,4 +1,5 @@
-"""End to end: gunicorn workers on Redis, asked over real HTTP the way the W&B operator asks."""
+"""End to end: gunicorn (and granian) workers on Redis, asked over real HTTP the way the W&B
+operator asks."""
 
 from __future__ import annotations
 
@@ -20,10 +21,11 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def served(tmp_path, real_redis, redis_server):
+def served(tmp_path, real_redis, redis_server, server_kind):
     setup = redis_setup(tmp_path, redis_server.url)
     kit, store = setup.kit, setup.store
-    server = GunicornServer({**setup.env, "DEPLOYD_REFRESH_INTERVAL": "0.2"}, workers=3)
+    env = {**setup.env, "DEPLOYD_REFRESH_INTERVAL": "0.2"}
+    server = GunicornServer(env, workers=3, server=server_kind)
     server.start(tmp_path)
     try:
         yield server, kit, store
@@ -108,3 +110,32 @@ def test_publish_and_revocation_reach_every_worker(served):
     store.revoke(jwt.decode(license, options={"verify_signature": False})["jti"], reason="e2e")
     _poll_until(lambda: releases_seen() == {403}, timeout=PATIENCE)
     session.close()
+
+
+def test_a_forged_forwarded_for_does_not_dodge_the_address_limit(
+    tmp_path, real_redis, redis_server, server_kind
+):
+    # No trusted proxy (the default): the limit counts the peer, whatever X-Forwarded-For says.
+    setup = redis_setup(tmp_path, redis_server.url)
+    env = {
+        **setup.env,
+        "DEPLOYD_RATE_LIMIT_PER_ADDRESS_PER_MINUTE": "5",
+        "DEPLOYD_RATE_LIMIT_PER_MINUTE": "100000",
+    }
+    server = GunicornServer(env, workers=1, server=server_kind)
+    server.start(tmp_path)
+    try:
+        license = setup.kit.issue(channel="stable")
+        statuses = [
+            requests.get(
+                server.url + "/api/v1/operator/channel",
+                auth=("license", license),
+                headers={"X-Forwarded-For": f"10.0.{n}.1"},
+                timeout=10,
+            ).status_code
+            for n in range(30)
+        ]
+    finally:
+        server.stop()
+        setup.store.close()
+    assert set(statuses) == {200, 429}, statuses

@@ -1,7 +1,7 @@
-"""A hung Redis (SIGSTOP: a stuck primary, a partition) under gunicorn with several workers: every
-poll of a cached spec is still answered, `/readyz` says the store is unreachable, and after SIGCONT
-a publish reaches every poller. Also: the per-license rate limit across several workers on a real
-Redis stays within its documented bound.
+"""A hung Redis (SIGSTOP: a stuck primary, a partition) under gunicorn or granian with several
+workers: every poll of a cached spec is still answered, `/readyz` says the store is unreachable,
+and after SIGCONT a publish reaches every poller. Also: the per-license rate limit across several
+workers on a real Redis stays within its documented bound.
 
 Polls are judged answered or not (a status within a generous client timeout), never on latency.
 """
@@ -102,7 +102,9 @@ def poll_explained(url: str, license: str, etag: str | None = None) -> int | str
     return response.status_code
 
 
-def test_polls_are_answered_while_redis_hangs_and_a_publish_after_shows_up(tmp_path, own_redis):
+def test_polls_are_answered_while_redis_hangs_and_a_publish_after_shows_up(
+    tmp_path, own_redis, server_kind
+):
     setup = redis_setup(tmp_path, own_redis.url)
     publisher = new_token()
     setup.store.add_publisher("e2e", token_hash(publisher))
@@ -114,6 +116,7 @@ def test_polls_are_answered_while_redis_hangs_and_a_publish_after_shows_up(tmp_p
             "DEPLOYD_RATE_LIMIT_PER_ADDRESS_PER_MINUTE": "1000000",
         },
         workers=WORKERS,
+        server=server_kind,
     )
     server.start(tmp_path)
     # Every worker must have read the store before it hangs: one still booting would first
@@ -207,7 +210,7 @@ def test_polls_are_answered_while_redis_hangs_and_a_publish_after_shows_up(tmp_p
 
 
 def test_the_license_limit_holds_across_workers_within_its_bound(
-    tmp_path, real_redis, redis_server
+    tmp_path, real_redis, redis_server, server_kind
 ):
     limit = 60
     setup = redis_setup(tmp_path, redis_server.url)
@@ -219,6 +222,7 @@ def test_the_license_limit_holds_across_workers_within_its_bound(
             "DEPLOYD_RATE_LIMIT_PER_ADDRESS_PER_MINUTE": "1000000",
         },
         workers=WORKERS,
+        server=server_kind,
     )
     server.start(tmp_path)
     try:

@@ -1,5 +1,6 @@
-"""Redis stopped under a running gunicorn: cached reads keep flowing, writes and readiness say 503,
-license checks fail closed past the staleness bound, and everything recovers when Redis returns.
+"""Redis stopped under a running server (gunicorn or granian): cached reads keep flowing, writes
+and readiness say 503, license checks fail closed past the staleness bound, and everything recovers
+when Redis returns.
 
 Each test runs its own persistent redis-server (append-only file), so stopping it does not disturb
 the session's shared one, and a restart on the same port keeps what was written, as production
@@ -86,8 +87,9 @@ class Deployment:
 
 
 @pytest.fixture
-def deploy(tmp_path: Path) -> Iterator[Callable[..., Deployment]]:
-    """Start a persistent redis-server and one gunicorn worker on it, with extra settings."""
+def deploy(tmp_path: Path, server_kind: str) -> Iterator[Callable[..., Deployment]]:
+    """Start a persistent redis-server and one worker on it (under gunicorn, then granian), with
+    extra settings."""
     require_redis_server()
     started: list[Deployment] = []
 
@@ -108,6 +110,7 @@ def deploy(tmp_path: Path) -> Iterator[Callable[..., Deployment]]:
                 **env,
             },
             workers=1,
+            server=server_kind,
         )
         deployment = Deployment(redis, server, store, kit, publisher_token)
         started.append(deployment)

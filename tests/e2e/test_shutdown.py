@@ -1,5 +1,6 @@
-"""SIGTERM to gunicorn's master (what Kubernetes sends): readiness turns 503 `shutting_down` first,
-polls are still served during DEPLOYD_DRAIN_SECONDS, then gunicorn stops gracefully and exits 0."""
+"""SIGTERM to the server's master (what Kubernetes sends), gunicorn's or granian's: readiness turns
+503 `shutting_down` first, polls are still served during DEPLOYD_DRAIN_SECONDS, then the server
+stops gracefully and exits 0."""
 
 from __future__ import annotations
 
@@ -18,10 +19,11 @@ SPEC = "/api/v1/operator/channel"
 
 
 def test_sigterm_turns_readiness_off_while_polls_are_served_then_exits_zero(
-    tmp_path, real_redis, redis_server
+    tmp_path, real_redis, redis_server, server_kind
 ):
     setup = redis_setup(tmp_path, redis_server.url)
-    server = GunicornServer({**setup.env, "DEPLOYD_DRAIN_SECONDS": "8"}, workers=2)
+    env = {**setup.env, "DEPLOYD_DRAIN_SECONDS": "8"}
+    server = GunicornServer(env, workers=2, server=server_kind)
     server.start(tmp_path)
     try:
         license = setup.kit.issue(channel="stable")

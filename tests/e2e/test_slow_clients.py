@@ -1,6 +1,7 @@
 """Slow clients (slowloris): sockets that dribble request headers must not stop the pollers.
 
-The production config (the checked-in gunicorn.conf.py) on real gunicorn and redis-server, with
+The production configs (the checked-in gunicorn.conf.py, and granian through
+deployd/server/granian.py) on real servers and redis-server, with
 64 sockets sending a request head a byte a second and reconnecting whenever they are closed,
 while a poller polls a valid license's spec. Only counts are asserted, never latency.
 """
@@ -28,10 +29,10 @@ POLL_TIMEOUT_SECONDS = 30.0
 
 
 @pytest.fixture
-def served(tmp_path, real_redis, redis_server):
+def served(tmp_path, real_redis, redis_server, server_kind):
     setup = redis_setup(tmp_path, redis_server.url)
     env = {**setup.env, "DEPLOYD_RATE_LIMIT_PER_MINUTE": "100000"}
-    server = GunicornServer(env, workers=2)
+    server = GunicornServer(env, workers=2, server=server_kind)
     server.start(tmp_path)
     try:
         yield server, setup.kit.issue(channel="stable")

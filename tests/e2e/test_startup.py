@@ -1,7 +1,8 @@
 """Starting a server that is configured wrongly: one line, once, a non-zero exit, no traceback.
 
 Real processes: the Procfile's `gunicorn -c gunicorn.conf.py deployd.wsgi:app`, gunicorn without
-the checked-in config (so a worker meets the error), and `deployd serve`.
+the checked-in config (so a worker meets the error), the Procfile's granian line and
+`deployd serve`.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ pytestmark = pytest.mark.e2e
 # Never connected to: the configuration is refused before anything talks to the store.
 DEAD_REDIS = "redis://127.0.0.1:1/0"
 PROCFILE = ["gunicorn", "-c", "gunicorn.conf.py", "deployd.wsgi:app"]
+PROCFILE_GRANIAN = ["deployd.server.granian"]  # web-granian: python -m deployd.server.granian
 ERROR_LINE = "deployd: configuration error: "
 GUNICORN_LOG_LINE = re.compile(r"\[[^\]]+\] \[\d+\] \[[A-Z]+\] ")
 
@@ -109,6 +111,17 @@ def test_a_configuration_error_is_one_line_under_the_procfile_command(
     assert result.returncode != 0
     # The master checked it before forking any worker: gunicorn's "Starting" line and ours.
     assert complaint in the_one_error_line(result.stderr, gunicorn_lines_at_most=3)
+
+
+@pytest.mark.parametrize("configure, complaint", CASES, ids=CASE_IDS)
+def test_a_configuration_error_is_one_line_under_the_granian_procfile_command(
+    tmp_path, configure, complaint
+):
+    env = {"REDIS_URL": DEAD_REDIS, "WEB_CONCURRENCY": "4", **configure(tmp_path)}
+    result = refused_start(PROCFILE_GRANIAN, env)
+    assert result.returncode == 3
+    # Checked before granian starts: no worker was forked to meet it four times.
+    assert complaint in the_one_error_line(result.stderr, gunicorn_lines_at_most=0)
 
 
 def test_a_worker_that_meets_a_configuration_error_stops_gunicorn_in_one_line(tmp_path):

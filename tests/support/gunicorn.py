@@ -1,4 +1,6 @@
-"""A real gunicorn process serving deployd on a free loopback port, for end-to-end tests."""
+"""A real server process serving deployd on a free loopback port, for end-to-end tests: gunicorn
+with the checked-in gunicorn.conf.py, or granian through deployd's launcher
+(deployd/server/granian.py), both configured by the same environment."""
 
 from __future__ import annotations
 
@@ -23,6 +25,12 @@ from tests.support.redis_server import free_port
 from tests.support.world import World
 
 REPO = Path(__file__).resolve().parents[2]
+# The servers deployd runs under in production, and how each is started (as the Procfile does).
+SERVERS = ("gunicorn", "granian")
+COMMANDS = {
+    "gunicorn": ["-m", "gunicorn", "-c", str(REPO / "gunicorn.conf.py"), "deployd.wsgi:app"],
+    "granian": ["-m", "deployd.server.granian"],
+}
 
 
 @dataclass
@@ -54,6 +62,7 @@ def redis_setup(tmp_path: Path, redis_url: str) -> RedisSetup:
 class GunicornServer:
     env: Mapping[str, str]
     workers: int = 2
+    server: str = "gunicorn"  # or "granian" (SERVERS)
     port: int = field(default_factory=free_port)
     process: subprocess.Popen | None = None
     log_path: Path | None = None
@@ -63,21 +72,14 @@ class GunicornServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, log_dir: Path) -> None:
-        self.log_path = log_dir / f"gunicorn-{self.port}.log"
+        self.log_path = log_dir / f"{self.server}-{self.port}.log"
         # No drain on SIGTERM unless a test asks for one (tests/e2e/test_shutdown.py).
         env = {"DEPLOYD_DRAIN_SECONDS": "0", **os.environ, **self.env}
         env.update(PORT=str(self.port), HOST="127.0.0.1")
         env["WEB_CONCURRENCY"] = str(self.workers)
         self._log = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop)
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "-c",
-                str(REPO / "gunicorn.conf.py"),
-                "deployd.wsgi:app",
-            ],
+            [sys.executable, *COMMANDS[self.server]],
             cwd=REPO,
             env=env,
             stdout=self._log,
@@ -88,7 +90,7 @@ class GunicornServer:
         while True:
             if self.process.poll() is not None:
                 self.stop()
-                raise RuntimeError(f"gunicorn exited early:\n{self.log()}")
+                raise RuntimeError(f"{self.server} exited early:\n{self.log()}")
             try:
                 if requests.get(self.url + "/healthz", timeout=2).status_code == 200:
                     return
@@ -96,7 +98,7 @@ class GunicornServer:
                 pass
             if time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError(f"gunicorn did not start:\n{self.log()}")
+                raise RuntimeError(f"{self.server} did not start:\n{self.log()}")
             time.sleep(0.1)
 
     def log(self) -> str:
