@@ -13,20 +13,8 @@ from deployd.cli.main import main
 from deployd.offline.archive import write_archive
 from deployd.publishers import Scopes
 from tests.support.live import serving
-from tests.support.offline import Vendor, members
+from tests.support.offline import members
 from tests.support.world import World
-
-
-@pytest.fixture
-def vendor(tmp_path):
-    return Vendor(tmp_path / "vendor")
-
-
-@pytest.fixture
-def license_file(tmp_path, vendor):
-    path = tmp_path / "license.jwt"
-    path.write_text(vendor.world.license() + "\n")
-    return path
 
 
 @pytest.fixture

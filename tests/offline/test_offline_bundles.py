@@ -58,11 +58,6 @@ class Site:
 
 
 @pytest.fixture
-def vendor(tmp_path):
-    return Vendor(tmp_path / "vendor")
-
-
-@pytest.fixture
 def site(tmp_path, vendor):
     return Site(tmp_path / "site", vendor.world.license(), vendor.key)
 

@@ -34,18 +34,6 @@ BUNDLE_CHECKS = ["manifest", "bundle-license", "bundle-expiry", "bundle-specs", 
 
 
 @pytest.fixture
-def vendor(tmp_path):
-    return Vendor(tmp_path / "vendor")
-
-
-@pytest.fixture
-def license_file(tmp_path, vendor):
-    path = tmp_path / "license.jwt"
-    path.write_text(vendor.world.license() + "\n")
-    return path
-
-
-@pytest.fixture
 def network_uses(monkeypatch) -> list[str]:
     """Every way to the network, closed: each attempt is recorded and fails."""
     attempts: list[str] = []
