@@ -35,6 +35,10 @@ def wait_for(condition, what: str, process: subprocess.Popen, log: Path):
         time.sleep(0.2)
 
 
+def _sigint_as_from_a_terminal() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def healthy(url: str) -> bool:
     try:
         return requests.get(url + "/healthz", timeout=2).status_code == 200
@@ -71,6 +75,9 @@ def stack(tmp_path):
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            # As from a terminal: a shell cannot trap a signal ignored when it started, and a
+            # test run launched in the background (`pytest &`) hands SIGINT on ignored.
+            preexec_fn=_sigint_as_from_a_terminal,
         )
     try:
         yield process, f"http://127.0.0.1:{port}", tmp_path / "stack", log
