@@ -119,6 +119,8 @@ def post_worker_init(worker):
 
 
 def worker_exit(server, worker):
+    from deployd.metrics import tally
     from deployd.server import refresher
 
     refresher.stop_all()
+    tally.flush()  # the counts since the worker's last round (deployd.metrics.tally)

@@ -3,7 +3,8 @@
 Off the poll path (store operations, recorded changes, store resets, refusals) they count in
 every process. On the poll path `SpecCounter` counts the specs served; the server holds one only
 while metrics are on (deployd.server.services.Services.spec_counter), and it binds the label
-children of each (channel, release) once, so a poll costs one dict lookup and one increment.
+children of each (channel, release) once, so a poll costs one dict lookup and one addition to the
+process's tally (deployd.metrics.tally).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from deployd.metrics.registry import (
     STORE_ERRORS,
     STORE_RESETS,
 )
+from deployd.metrics.tally import TALLY
 
 
 class SpecCounter:
@@ -35,13 +37,13 @@ class SpecCounter:
         child = self._served.get(key)
         if child is None:
             child = self._served[key] = SPECS_SERVED.labels(channel, release)
-        child.inc()
+        TALLY.inc(child)
 
     def not_modified(self, channel: str) -> None:
         child = self._not_modified.get(channel)
         if child is None:
             child = self._not_modified[channel] = SPECS_NOT_MODIFIED.labels(channel)
-        child.inc()
+        TALLY.inc(child)
 
 
 def refused(error: DeploydError) -> None:

@@ -17,6 +17,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from deployd.metrics.tally import flush
+
 MULTIPROC_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
 
@@ -56,9 +58,12 @@ def remove_directory(directory: Path, created: bool) -> None:
 
 def exposition() -> bytes:
     """Every metric in the text format, over all processes when several write to the
-    multiprocess directory, else this process's own."""
+    multiprocess directory, else this process's own; this process's pending counts first
+    (deployd.metrics.tally: the other workers add theirs in their background rounds)."""
     from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
     from prometheus_client.multiprocess import MultiProcessCollector
+
+    flush()
 
     directory = os.environ.get(MULTIPROC_DIR_VARIABLE)
     if not directory:

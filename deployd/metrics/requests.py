@@ -5,8 +5,9 @@ stays the app's outermost layer): it notes the status the app starts its respons
 time the app took, under the route the request matched. Flask records the route
 template (`note_route`, a before-request hook); the fast path records its exact path (`ROUTE_KEY`).
 A request no route matched is counted under ``unmatched``, so a scan of random paths adds no
-labels. The per-request cost is two clock reads and one dict lookup: the label children of each
-(route, status) are bound once and kept.
+labels. The per-request cost is two clock reads, one dict lookup (the label children of each
+(route, status) are bound once and kept) and two additions to the process's tally
+(deployd.metrics.tally), which the background round adds to the Prometheus values.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 from flask import request
 
 from deployd.metrics.registry import HTTP_DURATION, HTTP_REQUESTS
+from deployd.metrics.tally import TALLY
 
 # Where a request's route template is kept in the WSGI environ.
 ROUTE_KEY = "deployd.route"
@@ -55,8 +57,8 @@ class RequestCounter:
         finally:
             status = statuses[-1][:3] if statuses else "500"
             counter, duration = self._bound(environ.get(ROUTE_KEY, UNMATCHED), status)
-            counter.inc()
-            duration.observe(self.clock() - started)
+            TALLY.inc(counter)
+            TALLY.observe(duration, self.clock() - started)
 
     def _bound(self, route: str, status: str) -> _Children:
         key = (route, status)

@@ -1,6 +1,7 @@
 """The gauges and cache counts each worker's background refresher sets (deployd.server.refresher):
 what the worker knows of the store, read from memory, and the fleet, read from the store every
-`fleet_interval` seconds. Nothing here runs on a request.
+`fleet_interval` seconds; and the poll path's counts since the last round (deployd.metrics.tally).
+Nothing here runs on a request.
 
 The caches count their hits and misses in plain integers (an increment per request, no lock); a
 round adds what they counted since the last round to the Prometheus counters.
@@ -25,6 +26,7 @@ from deployd.metrics.registry import (
     STORE_UNREACHABLE,
     VIEW_AGE,
 )
+from deployd.metrics.tally import TALLY
 from deployd.server.view import ServerState
 
 # How often a worker reads the fleet's counts per channel and release (one read per channel).
@@ -97,6 +99,7 @@ class MetricsRound:
 
     def run(self) -> bool:
         """One round (a refresher task): True unless reading the fleet's counts failed."""
+        TALLY.flush()
         for cache in self.caches:
             cache.add()
         self._set_view_gauges()

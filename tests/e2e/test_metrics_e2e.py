@@ -1,7 +1,11 @@
 """Metrics over real gunicorn workers on redis-server: one exposition over every worker (each
 writes its own files in the multiprocess directory; a scrape, whichever worker answers, reads
 them all), killed workers' counts kept and their live gauges dropped, and the metrics on a port
-of their own served by the master."""
+of their own served by the master.
+
+A worker adds what its polls counted to its files in its background round
+(deployd.metrics.tally), so a scrape sees another worker's polls within a refresh interval: the
+tests wait for a count to arrive, then check that it stays exact."""
 
 from __future__ import annotations
 
@@ -78,7 +82,8 @@ def test_one_exposition_counts_every_workers_polls_and_survives_killed_workers(s
     license = kit.issue(channel="stable")
     for _ in range(POLLS):
         poll(server.url, license)
-    # Whichever worker answers a scrape, it counts every worker's polls.
+    # Whichever worker answers a scrape, it counts every worker's polls, once their rounds ran.
+    eventually(lambda: polls_counted(scrape(server.url)) == POLLS, PATIENCE)
     for _ in range(2 * WORKERS):
         assert polls_counted(scrape(server.url)) == POLLS
     assert requests.get(server.url + METRICS_PATH, timeout=30).status_code == 401
@@ -94,7 +99,7 @@ def test_one_exposition_counts_every_workers_polls_and_survives_killed_workers(s
     alive = worker_pids(server)
     for _ in range(2):
         poll(server.url, license)
-    assert polls_counted(scrape(server.url)) == POLLS + 2
+    eventually(lambda: polls_counted(scrape(server.url)) == POLLS + 2, PATIENCE)
 
     # A dead worker's live gauges are gone; its counters are kept.
     for gauge_file in directory.glob("gauge_live*_*.db"):
@@ -124,7 +129,7 @@ def test_metrics_on_their_own_port_are_served_by_the_master_only_there(
         license = setup.kit.issue(channel="stable")
         for _ in range(5):
             poll(server.url, license)
-        assert polls_counted(scrape(metrics_url, token=None)) == 5
+        eventually(lambda: polls_counted(scrape(metrics_url, token=None)) == 5, PATIENCE)
         other = requests.get(metrics_url + SPEC_PATH, timeout=30)
         assert other.status_code == 404 and other.json()["error"]["code"] == "not_found"
     finally:
