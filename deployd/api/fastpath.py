@@ -20,7 +20,7 @@ from typing import Any
 
 from deployd.errors import DeploydError
 from deployd.logs import request_id
-from deployd.metrics.requests import ROUTE_KEY
+from deployd.metrics.requests import RequestCounter
 from deployd.server.services import Services
 
 logger = logging.getLogger(__name__)
@@ -43,15 +43,26 @@ FastHandler = Callable[[Services, dict[str, Any]], Answer | None]
 
 
 class FastPath:
-    """WSGI middleware: `handlers` by exact PATH_INFO first, `app` (Flask) for the rest."""
+    """WSGI middleware: `handlers` by exact PATH_INFO first, `app` (Flask) for the rest. With a
+    `counter` (metrics on), every request is counted, answered by either way."""
 
-    def __init__(self, app: WSGIApp, deployd: Services, handlers: Mapping[str, FastHandler]):
+    def __init__(
+        self,
+        app: WSGIApp,
+        deployd: Services,
+        handlers: Mapping[str, FastHandler],
+        counter: RequestCounter | None = None,
+    ):
         self.app = app
         self.deployd = deployd
         self.handlers = dict(handlers)
+        self.counter = counter
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        handler = self.handlers.get(environ.get("PATH_INFO", ""))
+        counter = self.counter
+        started = counter.clock() if counter is not None else 0.0
+        path = environ.get("PATH_INFO", "")
+        handler = self.handlers.get(path)
         answer = None
         if handler is not None:
             try:
@@ -63,8 +74,9 @@ class FastPath:
                 logger.exception("fast path failed; Flask answers the request")
                 answer = None
         if answer is None:
-            return self.app(environ, start_response)
-        environ[ROUTE_KEY] = environ["PATH_INFO"]  # the route it is counted under
+            if counter is None:
+                return self.app(environ, start_response)
+            return counter.wrap(self.app, environ, start_response, started)
         headers = [
             *answer.headers,
             # What deployd.server.app's request hooks add to every Flask response.
@@ -74,6 +86,8 @@ class FastPath:
         if not any(name == "Cache-Control" for name, _ in answer.headers):
             headers.append(("Cache-Control", "no-store"))
         start_response(answer.status, headers)
+        if counter is not None:
+            counter.count(path, answer.status[:3], started)  # counted under its exact path
         return [answer.body]
 
 

@@ -55,12 +55,20 @@ class Tally:
 
     def observe(self, histogram: Any, value: float) -> None:
         """Observe `value` in a histogram child at the next flush."""
+        self.add(None, histogram, value)
+
+    def add(self, counter: Any | None, histogram: Any, value: float) -> None:
+        """`inc(counter)` (unless None) and `observe(histogram, value)` at once: one request, its
+        count and its duration. (On the poll path: written out, not split into calls.)"""
         bounds = self._bounds.get(histogram)
         if bounds is None:
             bounds = self._bounds[histogram] = list(histogram._upper_bounds)
         # observe() puts a value in the first bucket whose bound is >= it; so does bisect_left.
         index = bisect.bisect_left(bounds, value)
         with self._lock:
+            if counter is not None:
+                counts = self._counts
+                counts[counter] = counts.get(counter, 0) + 1
             pending = self._observations.get(histogram)
             if pending is None:
                 pending = self._observations[histogram] = _Observations(len(bounds))

@@ -74,11 +74,10 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     console.init_app(app, publishing.authenticator_of(app))
     # Repeat polls are answered from memory before Flask (deployd/api/fastpath.py).
     fast_handlers = {SPEC_PATH: fast_spec, VALIDATE_PATH: fast_validate}
-    serving = _ServingFastPath(app.wsgi_app, deployd, fast_handlers)
-    app.wsgi_app = serving  # type: ignore[method-assign]
-    if metrics_enabled(settings):
-        # Every request is counted, the fast path's and Flask's (deployd.metrics).
-        serving.counter = RequestCounter()
+    # With metrics on, every request is counted, the fast path's and Flask's (deployd.metrics).
+    counter = RequestCounter() if metrics_enabled(settings) else None
+    app.wsgi_app = _ServingFastPath(app.wsgi_app, deployd, fast_handlers, counter)  # type: ignore[method-assign]
+    if counter is not None:
         app.before_request(note_route)
     if settings.trusted_proxies:
         # Behind N reverse proxies, the client address is the Nth from the right of X-Forwarded-For.
@@ -104,13 +103,9 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
 
 class _ServingFastPath(FastPath):
     """FastPath that first makes sure the background refresher runs in the process serving (a
-    gunicorn worker, after the fork), and counts every request when metrics are on."""
-
-    counter: RequestCounter | None = None
+    gunicorn worker, after the fork)."""
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         if self.deployd.refresher is not None:
             self.deployd.refresher.ensure_running()
-        if self.counter is None:
-            return super().__call__(environ, start_response)
-        return self.counter(super().__call__, environ, start_response)
+        return super().__call__(environ, start_response)
