@@ -2,6 +2,8 @@
 #
 #   docker build -t deployd .                                     # or: podman build
 #   docker build --build-arg PYTHON_IMAGE=python:3.12-slim -t deployd .
+#   docker run ... deployd                                        # gunicorn (the default)
+#   docker run ... --entrypoint deployd deployd serve --server granian   # the faster server
 #
 # The runtime stage holds a virtual environment with the deployd wheel and its dependencies,
 # the gunicorn settings and nothing else: no keys, no channels, no build tools. It runs as uid
@@ -18,7 +20,7 @@ COPY pyproject.toml README.md ./
 COPY deployd ./deployd
 # Wheels for deployd and every dependency, so the runtime stage installs without a network.
 RUN python3 -m venv /opt/build \
- && /opt/build/bin/pip wheel --wheel-dir /wheels .
+ && /opt/build/bin/pip wheel --wheel-dir /wheels '.[granian]'
 
 FROM ${PYTHON_IMAGE} AS runtime
 ARG DEPLOYD_UID=10001
@@ -28,7 +30,7 @@ RUN groupadd --system --gid "${DEPLOYD_UID}" deployd \
         --shell /usr/sbin/nologin deployd
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
     python3 -m venv /opt/deployd \
- && /opt/deployd/bin/pip install --no-index --find-links /wheels deployd
+ && /opt/deployd/bin/pip install --no-index --find-links /wheels 'deployd[granian]'
 COPY gunicorn.conf.py /etc/deployd/gunicorn.conf.py
 ENV PATH=/opt/deployd/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
