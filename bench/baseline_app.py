@@ -29,7 +29,9 @@ VALIDATE_BODY = VALIDATE["body"].encode()
 HEALTHZ_BODY = b'{"status":"ok"}'
 
 
-def _answer(status: str, headers: list[list[str]], body: bytes) -> tuple[str, list, list[bytes]]:
+def _answer(
+    status: str, headers: list[list[str]], body: bytes
+) -> tuple[str, list[tuple[str, str]], list[bytes]]:
     """A WSGI answer prepared once: the recorded headers with the body's length."""
     pairs = [(name, value) for name, value in headers]
     return status, [*pairs, ("Content-Length", str(len(body)))], [body]

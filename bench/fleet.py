@@ -15,6 +15,7 @@ import tempfile
 import time
 import tracemalloc
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -136,12 +137,12 @@ def measure(store: RedisStore, now: float) -> int:
     for name, filters in listings.items():
         query = queries.fleet_query({"limit": "100", **filters}, releases_of)
         shown = len(queries.fleet_page(store, query)["instances"])
-        median, worst = timed(lambda q=query: queries.fleet_page(store, q))
+        median, worst = timed(partial(queries.fleet_page, store, query))
         failed |= median > FLEET_TARGET_MS
         print(f"{name:<30} {median:7.1f} ms median {worst:7.1f} ms worst  ({shown} shown)")
     for channel in CHANNELS:
         points = len(queries.adoption(store, channel)["points"])
-        median, worst = timed(lambda c=channel: queries.adoption(store, c))
+        median, worst = timed(partial(queries.adoption, store, channel))
         failed |= median > ADOPTION_TARGET_MS
         name = f"adoption: {channel}"
         print(f"{name:<30} {median:7.1f} ms median {worst:7.1f} ms worst  ({points} hourly points)")

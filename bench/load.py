@@ -88,7 +88,14 @@ def run_load(
     return _python(address, requests, expected_status, duration, connections)
 
 
-def _wrk(address, requests, expected_status, duration, connections, work_dir) -> LoadResult:
+def _wrk(
+    address: tuple[str, int],
+    requests: list[Request],
+    expected_status: int,
+    duration: float,
+    connections: int,
+    work_dir: Path,
+) -> LoadResult:
     request_file = work_dir / "requests.tsv"
     request_file.write_text("\n".join(r.line() for r in requests) + "\n")
     host, port = address
@@ -136,7 +143,9 @@ def _wrk(address, requests, expected_status, duration, connections, work_dir) ->
     )
 
 
-def _check_sample(address, requests, expected_status, count: int = 20) -> None:
+def _check_sample(
+    address: tuple[str, int], requests: list[Request], expected_status: int, count: int = 20
+) -> None:
     step = max(1, len(requests) // count)
     for request in requests[::step][:count]:
         status, _ = fetch(address, request)
@@ -157,7 +166,13 @@ def fetch(address: tuple[str, int], request: Request, timeout: float = 5.0) -> t
     return int(raw.split(b" ", 2)[1]), raw
 
 
-def _python(address, requests, expected_status, duration, connections) -> LoadResult:
+def _python(
+    address: tuple[str, int],
+    requests: list[Request],
+    expected_status: int,
+    duration: float,
+    connections: int,
+) -> LoadResult:
     processes = min(connections, 2)
     shares = [connections // processes + (i < connections % processes) for i in range(processes)]
     payloads = [r.raw(f"{address[0]}:{address[1]}") for r in requests]
@@ -168,7 +183,7 @@ def _python(address, requests, expected_status, duration, connections) -> LoadRe
             [(address, payloads, i * 7919, n, duration) for i, n in enumerate(shares)],
         )
     latencies = sorted(x for part, _, _ in parts for x in part)
-    statuses = sum((statuses for _, statuses, _ in parts), Counter())
+    statuses: Counter[int] = sum((statuses for _, statuses, _ in parts), Counter())
     errors = sum(errors for _, _, errors in parts)
     if errors or set(statuses) - {expected_status}:
         raise LoadError(f"python load saw errors={errors} statuses={dict(statuses)}")
@@ -182,7 +197,9 @@ def _python(address, requests, expected_status, duration, connections) -> LoadRe
     )
 
 
-def _python_worker(address, payloads, start, threads, duration):
+def _python_worker(
+    address: tuple[str, int], payloads: list[bytes], start: int, threads: int, duration: float
+) -> tuple[list[float], Counter[int], int]:
     """One process of the fallback: `threads` closed-loop clients until `duration` is over."""
     deadline = time.monotonic() + duration
     latencies: list[float] = []

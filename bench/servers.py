@@ -60,7 +60,7 @@ class AppServer:
     log_path: Path
     server: str = "gunicorn"
     port: int = field(default_factory=free_port)
-    process: subprocess.Popen | None = None
+    process: subprocess.Popen[bytes] | None = None
 
     @property
     def address(self) -> tuple[str, int]:
@@ -127,6 +127,10 @@ class AppServer:
             return []
         return children_of(self.process.pid)
 
+    def cpu_seconds(self) -> float:
+        """CPU time the master and its workers have used so far."""
+        return _tree_cpu_seconds(self.process)
+
     def log_tail(self, lines: int = 40) -> str:
         return _tail(self.log_path, lines)
 
@@ -173,7 +177,7 @@ class NginxStatic:
     path: str
     body: bytes
     port: int = field(default_factory=free_port)
-    process: subprocess.Popen | None = None
+    process: subprocess.Popen[bytes] | None = None
 
     @property
     def address(self) -> tuple[str, int]:
@@ -201,6 +205,10 @@ class NginxStatic:
                 self.stop()
                 raise RuntimeError(f"nginx did not start:\n{self.log_tail()}")
             time.sleep(0.1)
+
+    def cpu_seconds(self) -> float:
+        """CPU time the master and its workers have used so far."""
+        return _tree_cpu_seconds(self.process)
 
     def log_tail(self, lines: int = 40) -> str:
         return _tail(self.directory / "error.log", lines)
@@ -252,6 +260,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _tree_cpu_seconds(process: subprocess.Popen[bytes] | None) -> float:
+    """CPU time a server's master process and its children (the workers) have used so far."""
+    if process is None:
+        return 0.0
+    return sum(cpu_seconds(pid) for pid in (process.pid, *children_of(process.pid)))
+
+
 def _tail(path: Path, lines: int) -> str:
     """The last `lines` lines of a log ("" when it cannot be read)."""
     try:
@@ -261,7 +276,7 @@ def _tail(path: Path, lines: int) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def _stop_group(process: subprocess.Popen | None) -> None:
+def _stop_group(process: subprocess.Popen[bytes] | None) -> None:
     """SIGTERM the process group of `process`, then SIGKILL it if it has not gone in 20 s."""
     if process is None or process.poll() is not None:
         return

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -19,14 +20,15 @@ from deployd.server import refresher
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 @dataclass
 class RedisServer:
     port: int
     directory: str
-    process: subprocess.Popen | None = None
+    process: subprocess.Popen[bytes] | None = None
     # Keep data across stop() and start() on the same port (append-only file in `directory`), as
     # production Redis does.
     persistent: bool = False
@@ -97,7 +99,7 @@ def require_redis_server() -> None:
 
 
 @pytest.fixture(scope="session")
-def redis_server():
+def redis_server() -> Iterator[RedisServer]:
     """One real redis-server for the whole session; tests flush it before use."""
     require_redis_server()
     with tempfile.TemporaryDirectory() as directory:
@@ -117,7 +119,7 @@ def initialize(client: redis.Redis, *, prefix: str = "deployd:") -> None:
 
 
 @pytest.fixture
-def real_redis(redis_server):
+def real_redis(redis_server: RedisServer) -> Iterator[redis.Redis]:
     """A flushed client of the session's real redis-server, with deployd's store initialised.
 
     The background refreshers of apps earlier tests built are stopped first: one still running
