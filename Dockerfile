@@ -3,7 +3,7 @@
 #   docker build -t deployd .                                     # or: podman build
 #   docker build --build-arg PYTHON_IMAGE=python:3.12-slim -t deployd .
 #   docker run ... deployd                                        # gunicorn (the default)
-#   docker run ... --entrypoint deployd deployd serve --server granian   # the faster server
+#   docker run ... --entrypoint python3 deployd -m deployd.server.granian   # the faster server
 #
 # The runtime stage holds a virtual environment with the deployd wheel and its dependencies,
 # the gunicorn settings and nothing else: no keys, no channels, no build tools. It runs as uid

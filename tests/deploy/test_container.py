@@ -1,6 +1,7 @@
 """The image: built with podman from the Dockerfile, run the way Kubernetes runs it (read-only
-root, no capabilities, a non-root user, Secrets mounted read-only, Redis outside), it answers
-its HEALTHCHECK, /healthz and a signed spec, and stops cleanly.
+root, no capabilities, a non-root user, Secrets mounted read-only, Redis outside), under either
+server (gunicorn, its entry point, and granian, the Procfile's web-granian line), it answers its
+HEALTHCHECK, /healthz and a signed spec, and stops cleanly.
 
 Opt-in: it runs when DEPLOYD_TEST_PYTHON_IMAGE names a Python base image podman has (or can
 pull), and is skipped otherwise, CI included: installing podman and making a base image offline
@@ -95,9 +96,19 @@ def wait_until_healthy(url: str, name: str) -> None:
         time.sleep(0.5)
 
 
+# How each server is started in the image: extra `podman run` arguments before the image, and
+# the command after it (none: the image's ENTRYPOINT and CMD, gunicorn).
+SERVERS = {
+    "gunicorn": ([], []),
+    "granian": (["--entrypoint", "python3"], ["-m", "deployd.server.granian"]),
+}
+
+
+@pytest.mark.parametrize("server", list(SERVERS))
 def test_the_image_serves_specs_read_only_as_non_root_and_stops_cleanly(
-    image, tmp_path, redis_server, real_redis
+    server, image, tmp_path, redis_server, real_redis
 ):
+    before_image, command = SERVERS[server]
     setup = redis_setup(tmp_path, redis_server.url)
     signing_key = setup.env["DEPLOYD_SIGNING_KEY"]
     port = free_port()
@@ -132,7 +143,9 @@ def test_the_image_serves_specs_read_only_as_non_root_and_stops_cleanly(
         f"PORT={port}",
         "-e",
         "WEB_CONCURRENCY=2",
+        *before_image,
         image,
+        *command,
     )
     url = f"http://127.0.0.1:{port}"
     try:
