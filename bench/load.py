@@ -83,19 +83,30 @@ def run_load(
 ) -> LoadResult:
     """Drive `requests` (cycled) at `address` with `generator` ("wrk" or "python"); every
     answer must have `expected_status`."""
+    job = _Job(address, requests, expected_status, duration, connections)
     if generator == "wrk":
-        return _wrk(address, requests, expected_status, duration, connections, work_dir)
-    return _python(address, requests, expected_status, duration, connections)
+        return _wrk(job, work_dir)
+    return _python(job)
 
 
-def _wrk(
-    address: tuple[str, int],
-    requests: list[Request],
-    expected_status: int,
-    duration: float,
-    connections: int,
-    work_dir: Path,
-) -> LoadResult:
+@dataclass(frozen=True)
+class _Job:
+    """One load run, whichever generator drives it."""
+
+    address: tuple[str, int]
+    requests: list[Request]
+    expected_status: int
+    duration: float
+    connections: int
+
+
+def _wrk(job: _Job, work_dir: Path) -> LoadResult:
+    address, requests, duration, connections = (
+        job.address,
+        job.requests,
+        job.duration,
+        job.connections,
+    )
     request_file = work_dir / "requests.tsv"
     request_file.write_text("\n".join(r.line() for r in requests) + "\n")
     host, port = address
@@ -134,7 +145,7 @@ def _wrk(
     if result["requests"] == 0:
         raise LoadError("wrk completed no request")
     # wrk counts only statuses >= 400 as errors: make sure the answers are the expected kind.
-    _check_sample(address, requests, expected_status)
+    _check_sample(address, requests, job.expected_status)
     return LoadResult(
         requests=result["requests"],
         seconds=result["duration_us"] / 1e6,
@@ -166,16 +177,11 @@ def fetch(address: tuple[str, int], request: Request, timeout: float = 5.0) -> t
     return int(raw.split(b" ", 2)[1]), raw
 
 
-def _python(
-    address: tuple[str, int],
-    requests: list[Request],
-    expected_status: int,
-    duration: float,
-    connections: int,
-) -> LoadResult:
+def _python(job: _Job) -> LoadResult:
+    address, duration, connections = job.address, job.duration, job.connections
     processes = min(connections, 2)
     shares = [connections // processes + (i < connections % processes) for i in range(processes)]
-    payloads = [r.raw(f"{address[0]}:{address[1]}") for r in requests]
+    payloads = [r.raw(f"{address[0]}:{address[1]}") for r in job.requests]
     context = multiprocessing.get_context("spawn")
     with context.Pool(processes) as pool:
         parts = pool.starmap(
@@ -185,7 +191,7 @@ def _python(
     latencies = sorted(x for part, _, _ in parts for x in part)
     statuses: Counter[int] = sum((statuses for _, statuses, _ in parts), Counter())
     errors = sum(errors for _, _, errors in parts)
-    if errors or set(statuses) - {expected_status}:
+    if errors or set(statuses) - {job.expected_status}:
         raise LoadError(f"python load saw errors={errors} statuses={dict(statuses)}")
     if not latencies:
         raise LoadError("python load completed no request")
