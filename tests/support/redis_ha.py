@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.support.redis_server import free_port, require_redis_server
+from tests.support.redis_server import free_port, require_redis_server, stop_refreshers_at_teardown
 
 SERVICE = "deployd"
 # Sentinel marks the primary down after this long without an answer; a failover that has not
@@ -312,7 +312,8 @@ def real_cluster(redis_cluster):
     redis_cluster.flush()
     client = redis.RedisCluster(host="127.0.0.1", port=redis_cluster.nodes[0].port)
     RedisStore(client).initialize()
-    yield client
+    with stop_refreshers_at_teardown():
+        yield client
     client.close()
 
 
@@ -324,6 +325,7 @@ def sentinels(tmp_path):
     ha = SentinelSet(tmp_path / "redis")
     try:
         ha.start()
-        yield ha
+        with stop_refreshers_at_teardown():
+            yield ha
     finally:
         ha.stop()

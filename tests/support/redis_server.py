@@ -9,6 +9,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pytest
@@ -124,11 +125,30 @@ def real_redis(redis_server: RedisServer) -> Iterator[redis.Redis]:
 
     The background refreshers of apps earlier tests built are stopped first: one still running
     would see this flush as its store going back and raise sequence floors in it (the server
-    does so on purpose), and this test's first publish would not be sequence 1.
+    does so on purpose), and this test's first publish would not be sequence 1. Those of this
+    test's apps are stopped at its end (see `stop_refreshers_at_teardown`).
     """
     refresher.stop_all()
     client = redis_server.client()
     client.flushall()
     initialize(client)
-    yield client
+    with stop_refreshers_at_teardown():
+        yield client
     client.close()
+
+
+@contextmanager
+def stop_refreshers_at_teardown() -> Iterator[None]:
+    """Stop every background refresher when the test ends, before its store goes away.
+
+    An app a test built on a real store outlives the test until it is garbage collected, and so
+    does its refresher thread: on a closed client or a stopped server, every round of it failed
+    and logged a traceback while later tests ran. Python 3.11 builds a traceback's carets with
+    `ast.parse`, which is not safe in two threads at once (CPython issue 106905): one such
+    traceback, formatted while a later test's Flask app compiled its URL rules (also
+    `ast.parse`), failed that test's setup with "SystemError: AST constructor recursion depth
+    mismatch" in a loaded full run."""
+    try:
+        yield
+    finally:
+        refresher.stop_all()
