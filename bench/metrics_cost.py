@@ -4,18 +4,22 @@ the same app with them off, called directly (no server) in alternation.
 Between two servers the difference is too small to see: identical deployds differ by more than
 3% from run to run (bench/suite.py, `run_metrics`). Here both apps answer the same polls in the
 same process, round after round, and the per-round differences are compared, so the machine's
-other work and its drift cancel. The process is patched by gevent as a gunicorn worker is. Prints
-JSON: the extra microseconds per poll, 200 and 304.
+other work and its drift cancel. With --gevent the process is patched as a gunicorn worker is.
+Prints JSON: the extra microseconds per poll, 200 and 304.
 
-    python -m bench.metrics_cost
+    python -m bench.metrics_cost [--gevent]
 """
 
 from __future__ import annotations
 
-# As in a gunicorn worker of gunicorn.conf.py (gevent): its locks are gevent's.
-from gevent import monkey  # type: ignore[import-untyped]  # gevent ships no type hints
+import sys
 
-monkey.patch_all()
+# --gevent: as in a gunicorn worker of gunicorn.conf.py, whose locks are gevent's (granian's
+# workers run the app in native threads).
+if "--gevent" in sys.argv[1:]:
+    from gevent import monkey  # type: ignore[import-untyped]  # gevent ships no type hints
+
+    monkey.patch_all()
 
 import json  # noqa: E402
 import os  # noqa: E402

@@ -621,12 +621,13 @@ class Bench:
         return ratios[0], ratios[1]
 
     def _metrics_extra_microseconds(self) -> dict[str, float]:
-        """bench/metrics_cost.py's figures, from a process of its own (prometheus-client must
-        be imported there after the multiprocess directory is named). `-m` from the checkout
-        finds the bench package."""
+        """bench/metrics_cost.py's figures for this section's server, from a process of its own
+        (prometheus-client must be imported there after the multiprocess directory is named);
+        `-m` from the checkout finds the bench package."""
         env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+        gevent = ["--gevent"] if self.server == "gunicorn" else []  # its workers are gevent's
         result = subprocess.run(
-            [sys.executable, "-m", "bench.metrics_cost"],
+            [sys.executable, "-m", "bench.metrics_cost", *gevent],
             capture_output=True,
             text=True,
             env=env,
