@@ -11,8 +11,12 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from deployd.metrics.registry import REQUEST_BUCKETS
 from deployd.metrics.tally import Tally
 
-# On a bound, either side of one, below the first, past the last (+Inf), and zero.
-OBSERVED = [0.0, 0.0001, 0.0005, 0.00050001, 0.001, 0.003, 0.02, 0.1, 0.7, 2.5, 9.99, 10, 11, 600]
+# Zero, below the first bound, on bounds and just past one, past the last (+Inf), and at least
+# one in every bucket.
+OBSERVED = [
+    *(0.0, 0.0001, 0.0005, 0.00050001, 0.001, 0.002, 0.003, 0.007, 0.02, 0.04, 0.1, 0.2, 0.4),
+    *(0.7, 2.5, 3, 9.99, 10, 11, 600),
+]
 
 
 def exposition(registry: CollectorRegistry) -> list[str]:
@@ -45,10 +49,15 @@ def test_a_flush_exposes_what_the_same_calls_made_one_by_one_expose() -> None:
 
     tally.flush()
     assert exposition(tallied) == exposition(direct)
-    # Every bucket was reached, so the comparison covers each of them.
-    assert all(
-        not line.endswith(" 0.0") for line in exposition(direct) if "poll_seconds_bucket" in line
-    )
+    # Every bucket was reached (each cumulative count is above the one before), so the
+    # comparison covers each of them.
+    cumulative = [
+        float(line.rsplit(" ", 1)[1])
+        for line in exposition(direct)
+        if line.startswith("poll_seconds_bucket")
+    ]
+    assert len(cumulative) == len(REQUEST_BUCKETS) + 1
+    assert all(low < high for low, high in zip([0.0, *cumulative], cumulative, strict=False))
 
 
 def test_nothing_shows_before_a_flush_and_a_flush_adds_only_what_is_new() -> None:
