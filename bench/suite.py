@@ -71,7 +71,8 @@ WARMUP_SENDS = 20
 # A publish watch that saw fewer answers after the publish proves nothing.
 MIN_WATCHED_ANSWERS = 200
 WATCH_LIMIT_SECONDS = 30.0
-# Metrics on may cost the poll at most 3% more CPU per request (docs/performance.md, *Metrics*).
+# Metrics on may cost the poll at most 3% more CPU (docs/performance.md, *What counting metrics
+# costs*).
 METRICS_MIN_RATIO = 0.97
 
 
