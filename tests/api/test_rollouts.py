@@ -135,6 +135,9 @@ def test_bodies_that_are_no_report_are_refused(world) -> None:
 
 def test_a_full_report_queue_refuses_with_a_retry_after(tmp_path) -> None:
     world = World(tmp_path, report_queue_size=1, refresh_interval=3600)
+    # Nothing may drain the queue between the two reports: the background thread's first round
+    # (started by the first request) would flush it whenever it got there, so it never starts.
+    world.app.extensions["deployd"].refresher.stop()
     first = report_on(world, "cluster-a")
     second = report_on(world, "cluster-b")
     assert first.status_code == 202
