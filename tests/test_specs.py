@@ -137,3 +137,42 @@ def test_no_release_for_the_caller_is_an_error_every_time(specs, selections):
             specs.select(dark, sequence=1, customer=None, current_version=None, now=NOW)
         assert e.value.code == "no_release"
     assert len(selections) == 2
+
+
+def test_a_remembered_choice_is_answered_without_the_channel(specs, selections):
+    asked = {"sequence": 1, "customer": "a", "current_version": None}
+    assert specs.remembered("stable", now=NOW, **asked) is None
+    first = specs.select(STAGED, now=NOW, **asked)
+    assert specs.remembered("stable", now=NOW + 60, **asked) is first
+    assert specs.remembered("stable", now=NOW, **{**asked, "sequence": 2}) is None
+    assert specs.remembered("stable", now=NOW, **{**asked, "customer": "b"}) is None
+    assert specs.remembered("stable", now=NOW + WINDOW, **asked) is None, "a new window"
+    assert specs.remembered("stable", now=NOW, halted=frozenset({"1.3.0"}), **asked) is None
+    assert selections == [("a", None)]
+
+
+def test_kept_specs_are_bounded_by_memory_least_recently_used_first(selections):
+    signer = SpecSigner("spec-test", Ed25519PrivateKey.generate())
+    one = SpecCache(signer, window_seconds=WINDOW, expiry_windows=3).select(
+        STAGED, sequence=1, customer="x", current_version=None, now=NOW
+    )
+    budget = 3 * deployd.specs.rendering.spec_bytes(one)  # room for three specs of this size
+    specs = SpecCache(signer, window_seconds=WINDOW, expiry_windows=3, max_bytes=budget)
+    for sequence in (1, 2, 3):
+        specs.select(STAGED, sequence=sequence, customer="a", current_version=None, now=NOW)
+    assert len(specs) == 3 and specs.bytes <= budget
+    specs.select(STAGED, sequence=1, customer="a", current_version=None, now=NOW)  # used again
+    specs.select(STAGED, sequence=4, customer="a", current_version=None, now=NOW)
+    assert len(specs) == 3 and specs.bytes <= budget
+    asked = {"customer": "a", "current_version": None, "now": NOW}
+    assert specs.remembered("stable", sequence=1, **asked) is not None
+    assert specs.remembered("stable", sequence=2, **asked) is None, "the least recently used went"
+    assert specs.remembered("stable", sequence=3, **asked) is not None
+    # Its choice is still remembered: the spec is rendered again, identical, with no selection.
+    before = len(selections)
+    again = specs.select(STAGED, sequence=2, customer="a", current_version=None, now=NOW)
+    assert len(selections) == before
+    assert metadata(again)["sequence"] == "2"
+    assert specs.remembered("stable", sequence=2, **asked) is again
+    specs.clear()
+    assert (len(specs), specs.bytes) == (0, 0)

@@ -263,6 +263,7 @@ def build_services(
         signer,
         window_seconds=settings.spec_window_seconds,
         expiry_windows=settings.spec_expiry_windows,
+        max_bytes=settings.spec_cache_mb * 1024 * 1024,
     )
     # A replaced store may reuse sequence numbers: nothing rendered from the old one is kept.
     state.add_reset_listener(specs.clear)

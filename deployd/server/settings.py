@@ -101,6 +101,7 @@ class Settings:
     license_cache_size: int = 1_000_000
     license_cache_mb: int = 128
     channel_cache_size: int = 1000
+    spec_cache_mb: int = 64
     report_queue_size: int = 10_000
     log_level: str = "INFO"
     # --- events: the event log and webhooks ---
@@ -155,6 +156,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "DEPLOYD_LICENSE_CACHE_SIZE": ("license_cache_size", _positive_int),
     "DEPLOYD_LICENSE_CACHE_MB": ("license_cache_mb", _positive_int),
     "DEPLOYD_CHANNEL_CACHE_SIZE": ("channel_cache_size", _positive_int),
+    "DEPLOYD_SPEC_CACHE_MB": ("spec_cache_mb", _positive_int),
     "DEPLOYD_REPORT_QUEUE_SIZE": ("report_queue_size", _positive_int),
     "DEPLOYD_LOG_LEVEL": ("log_level", str),
     # --- events: the event log and webhooks ---

@@ -75,12 +75,32 @@ def render_spec(
 MAX_REMEMBERED_VERSION_CHARS = 128
 
 
+# What one kept spec costs besides its body, signature and ETag: the object, its key and the
+# dict slots of both maps (measured with tracemalloc, rounded up).
+SPEC_OVERHEAD_BYTES = 600
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+
+# (channel, sequence, release version, window start): what a rendered spec is kept by
+SpecKey = tuple[str, int, str, float]
+# (channel, sequence, customer, current version, window start, halted releases)
+ChoiceKey = tuple[str, int, str | None, str | None, float, frozenset[str]]
+
+
+def spec_bytes(spec: RenderedSpec) -> int:
+    """An estimate of the memory one kept spec takes."""
+    return len(spec.body) + len(spec.signature) + len(spec.etag) + SPEC_OVERHEAD_BYTES
+
+
 class SpecCache:
-    """Rendered specs kept per worker, by (channel, sequence, release, window); bounded LRU.
+    """Rendered specs kept per worker, by (channel, sequence, release, window), the least
+    recently used dropped first once they take more than `max_bytes` (an estimate, `spec_bytes`):
+    the specs of every channel of a large store fit, since each is a few KB.
 
     Also remembers which spec each caller was given, by (channel, sequence, customer, reported
     current version, window): the customer is what rollout cohorts are keyed on, so a repeated
-    poll costs one lookup instead of a release selection (a hash per release on a staged rollout).
+    poll costs one lookup instead of a release selection (a hash per release on a staged rollout),
+    and `remembered` answers it without the compiled channel. A choice is the spec's key, not the
+    spec (a few hundred bytes): when the spec was dropped meanwhile, `select` renders it again.
     At most `max_choices` are kept, oldest dropped first.
     """
 
@@ -90,31 +110,64 @@ class SpecCache:
         *,
         window_seconds: int,
         expiry_windows: int,
-        maxsize: int = 4096,
+        max_bytes: int = DEFAULT_MAX_BYTES,
         max_choices: int = 20_000,
     ) -> None:
         self.signer = signer
         self.window_seconds = window_seconds
         self.expiry_windows = expiry_windows
-        self.maxsize = maxsize
+        self.max_bytes = max_bytes
         self.max_choices = max_choices
-        # (channel, sequence, release version, window start) -> spec
-        self._entries: OrderedDict[tuple[str, int, str, float], RenderedSpec] = OrderedDict()
-        # (channel, sequence, customer, current version, window start, halted releases) -> spec
-        self._choices: OrderedDict[
-            tuple[str, int, str | None, str | None, float, frozenset[str]], RenderedSpec
-        ] = OrderedDict()
+        self._entries: OrderedDict[SpecKey, RenderedSpec] = OrderedDict()
+        self.bytes = 0  # the estimated memory of the entries (`spec_bytes`)
+        self._choices: OrderedDict[ChoiceKey, SpecKey] = OrderedDict()
         self._lock = threading.Lock()
         # Lookups answered from memory and renders (deployd.metrics adds them up in the
         # background): plain integers, so a poll takes no lock to count.
         self.hits = 0
         self.misses = 0
 
+    def __len__(self) -> int:
+        return len(self._entries)
+
     def clear(self) -> None:
         """Forget every rendered spec and choice (the store they came from was replaced)."""
         with self._lock:
             self._entries.clear()
             self._choices.clear()
+            self.bytes = 0
+
+    def _window(self, now: float) -> float:
+        return now - now % self.window_seconds
+
+    def _kept(self, key: SpecKey) -> RenderedSpec | None:
+        with self._lock:
+            spec = self._entries.get(key)
+            if spec is not None:
+                self._entries.move_to_end(key)
+        return spec
+
+    def remembered(
+        self,
+        name: str,
+        *,
+        sequence: int,
+        customer: str | None,
+        current_version: str | None,
+        now: float,
+        halted: frozenset[str] = frozenset(),
+    ) -> RenderedSpec | None:
+        """The spec `select` would answer this caller from memory, without the channel; None
+        when the choice or its spec is not kept (then ask `select`)."""
+        chosen = self._choices.get(
+            (name, sequence, customer, current_version, self._window(now), halted)
+        )
+        if chosen is None:
+            return None
+        spec = self._kept(chosen)
+        if spec is not None:
+            self.hits += 1
+        return spec
 
     def select(
         self,
@@ -128,32 +181,30 @@ class SpecCache:
     ) -> RenderedSpec:
         """The spec of the release `select_release` picks for this caller (same errors); the
         `halted` releases take part in the choice and so in the key it is remembered by."""
-        window_start = now - now % self.window_seconds
-        key = (channel.name, sequence, customer, current_version, window_start, halted)
-        spec = self._choices.get(key)
-        if spec is not None:
-            self.hits += 1
-            return spec
-        release = select_release(
-            channel, customer=customer, current_version=current_version, halted=halted
-        )
+        key = (channel.name, sequence, customer, current_version, self._window(now), halted)
+        chosen = self._choices.get(key)
+        release = channel.release(chosen[2]) if chosen is not None else None
+        if release is None:
+            release = select_release(
+                channel, customer=customer, current_version=current_version, halted=halted
+            )
         spec = self.get(channel, release, sequence=sequence, now=now)
-        if current_version is None or len(current_version) <= MAX_REMEMBERED_VERSION_CHARS:
+        if chosen is None and (
+            current_version is None or len(current_version) <= MAX_REMEMBERED_VERSION_CHARS
+        ):
             with self._lock:
-                self._choices[key] = spec
+                self._choices[key] = (channel.name, sequence, release.version, self._window(now))
                 while len(self._choices) > self.max_choices:
                     self._choices.popitem(last=False)
         return spec
 
     def get(self, channel: Channel, release: Release, *, sequence: int, now: float) -> RenderedSpec:
-        window_start = now - now % self.window_seconds
+        window_start = self._window(now)
         key = (channel.name, sequence, release.version, window_start)
-        with self._lock:
-            spec = self._entries.get(key)
-            if spec is not None:
-                self._entries.move_to_end(key)
-                self.hits += 1
-                return spec
+        spec = self._kept(key)
+        if spec is not None:
+            self.hits += 1
+            return spec
         self.misses += 1
         spec = render_spec(
             channel,
@@ -164,7 +215,12 @@ class SpecCache:
             expires=window_start + self.window_seconds * self.expiry_windows,
         )
         with self._lock:
+            replaced = self._entries.pop(key, None)
+            if replaced is not None:
+                self.bytes -= spec_bytes(replaced)
             self._entries[key] = spec
-            while len(self._entries) > self.maxsize:
-                self._entries.popitem(last=False)
+            self.bytes += spec_bytes(spec)
+            while len(self._entries) > 1 and self.bytes > self.max_bytes:
+                _, dropped = self._entries.popitem(last=False)
+                self.bytes -= spec_bytes(dropped)
         return spec
