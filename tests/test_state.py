@@ -69,16 +69,57 @@ def test_a_publish_is_seen_after_the_refresh_interval(store, clock):
     assert (sequence, channel.newest.version) == (2, "1.3.0")
 
 
-def test_compiled_channels_are_bounded_and_reloaded_when_evicted(store, clock):
+def test_compiled_channels_are_bounded_and_an_evicted_one_is_compiled_from_memory(store, clock):
     state = ServerState(store, max_channels=2, clock=clock)
     for name in ("a", "b", "a", "c"):  # "b" is the least recently used when "c" arrives
         state.channel(name)
     assert store.reads == 3
+    assert state.compiled_count() == 2
     state.channel("a")
     state.channel("c")
     assert store.reads == 3, "recently used channels are answered from memory"
-    assert state.channel("b")[1].name == "b"
-    assert store.reads == 4, "an evicted channel is read from the store again"
+    compiled = state.channel("b")
+    assert compiled[1].name == "b"
+    assert store.reads == 3, "an evicted channel is compiled again from its document, not read"
+    assert state.compiled_count() == 2
+    assert state.held_documents()[0] == 3
+    publish(store, "b", "  - version: 1.3.0\n    chart: {version: 0.13.0}\n")
+    reads = store.reads
+    clock.now += 0.5
+    state.channel("a")
+    sequence, channel = state.channel("b")
+    assert (sequence, channel.newest.version) == (2, "1.3.0"), "a held document is not served stale"
+    assert store.reads == reads + 1
+
+
+def test_background_rounds_hold_every_channel_and_no_poll_reads_the_store(clock):
+    store = FlakyStore()
+    names = [f"ch-{i:02d}" for i in range(12)]
+    for name in names:
+        publish(store, name)
+    store.reads = 0
+    state = ServerState(store, auto_refresh=False, max_channels=3, clock=clock)
+    assert state.background_round()
+    assert state.held_documents()[0] == 12
+    assert state.compiled_count() == 3, "compiling ahead stops at the cache size"
+    reads = store.reads
+    assert reads == 12, "each document is read once; compiling ahead reads none again"
+    for name in names + names:
+        sequence, channel = state.channel(name)
+        assert (sequence, channel.name) == (1, name)
+        assert state.sequence(name) == 1
+    assert store.reads == reads, "every poll compiled from memory"
+    assert state.compiled_count() == 3
+    # A publish: the next round fetches the document that changed, and only that one.
+    publish(store, "ch-07", "  - version: 1.3.0\n    chart: {version: 0.13.0}\n")
+    reads = store.reads
+    assert state.background_round()
+    assert store.reads == reads + 1
+    assert state.sequence("ch-07") == 2
+    store.down = True
+    assert not state.background_round()
+    assert state.channel("ch-07")[1].newest.version == "1.3.0", "served through the outage"
+    assert state.sequence("nope") is None
 
 
 def test_cached_channels_are_served_while_the_store_is_down(store, clock):
@@ -309,8 +350,9 @@ def test_compiling_ahead_never_evicts_a_channel_and_stops_at_the_cache_size(cloc
     reads = store.reads
     assert state.background_round()
     assert store.reads == reads, "a full cache compiles nothing more"
+    assert state.compiled_count() == 2
     store.down = True
     assert state.channel("d") is not None  # the one asked for stayed
     assert state.channel("a") is not None  # the first by name filled the room left
-    with pytest.raises(StoreUnavailableError):
-        state.channel("b")  # no room was left for it
+    assert state.channel("b") is not None  # not compiled ahead, but its document is held
+    assert store.reads == reads

@@ -15,6 +15,13 @@ list is trusted for `revocation_max_staleness` seconds after the last successful
 `is_revoked` fails closed, so a revocation takes effect within that bound even on a worker cut off
 from the store.
 
+Every channel of the store is also kept as its compressed document (`_documents`, a few hundred
+bytes to a few KB each), which the background rounds fetch: compiled channels cost tens of KB each
+and only `max_channels` of them are kept, but a channel outside them is compiled again from its
+document in memory, not read from the store, so the size of the store never puts a store read on
+the poll path, and a worker can serve every channel through an outage. A poll whose spec was
+rendered already needs no compiled channel at all (`sequence`, deployd.specs.rendering).
+
 The store can also lose data or be replaced (deployd/store/__init__.py explains the epoch and the
 sequence floors). `refresh` reads the epoch with the generation; when the epoch changed, or the
 generation, a channel's sequence or the revocation log went backwards, the store is not the one
@@ -28,11 +35,14 @@ and reloads everything. A store without an epoch is served from by nobody: `chan
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import threading
 import time
+import zlib
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import Any
 
 from deployd.channels import Channel, channel_from_document
 from deployd.errors import StoreUnavailableError, StoreUninitializedError
@@ -48,6 +58,9 @@ FIRST_VIEW_LOADED = "first view of the store loaded"
 # How many channels not compiled yet one background round compiles (one store read each), so a
 # worker fills its cache within seconds of starting while each round stays short.
 PREFETCH_PER_ROUND = 50
+# How many channel documents one background round fetches (one store read each, no compile), so
+# a worker holds every channel of a store of 10,000 within seconds of starting.
+DOCUMENTS_PER_ROUND = 500
 _NOTHING_HALTED: frozenset[str] = frozenset()
 
 
@@ -78,6 +91,9 @@ class ServerState:
         # Compiled channels cost memory (tens of KB each): keep the `max_channels` used most
         # recently, so a worker's size follows the channels its fleet polls, not the store's size.
         self._compiled: OrderedDict[str, tuple[int, Channel]] = OrderedDict()
+        # Every channel read so far, as (sequence, its document as compressed JSON): what a
+        # channel evicted from `_compiled` is compiled again from, without the store.
+        self._documents: dict[str, tuple[int, bytes]] = {}
         self._revoked: set[str] = set()
         self._revocation_offset = 0
         self._last_revoked: str | None = None  # the id at `_revocation_offset - 1`
@@ -218,6 +234,7 @@ class ServerState:
         )
         store_reset()
         self._compiled.clear()
+        self._documents.clear()
         self._read_at = None  # license checks fail closed until the revocations are read again
         self._sequences = {}
         self._revoked = set()
@@ -260,9 +277,9 @@ class ServerState:
 
     def background_round(self) -> bool:
         """One round of the background thread: refresh, compile again the channels kept in memory
-        that a publish changed, then compile channels not compiled yet while there is room, so
-        requests find them ready and a worker that never served a channel can serve it through a
-        store outage. True when the store answered."""
+        that a publish changed, fetch the documents of channels not held (or held at an older
+        sequence), then compile channels not compiled yet while there is room, so requests find
+        them ready and no poll reads the store. True when the store answered."""
         self.refresh(force=True)
         try:
             kept = [(name, compiled[0]) for name, compiled in list(self._compiled.items())]
@@ -270,13 +287,30 @@ class ServerState:
             kept = []
         stale = [n for n, s in kept if self._sequences.get(n, s) > s]
         try:
-            for name in stale + self._not_compiled(PREFETCH_PER_ROUND):
+            for name in stale:
                 if not self.store_reachable:
                     break
                 self._load(name)
+            for name in self._documents_missing(DOCUMENTS_PER_ROUND):
+                if not self.store_reachable:
+                    break
+                self._fetch(name)
+            for name in self._not_compiled(PREFETCH_PER_ROUND):
+                if not self.store_reachable:
+                    break
+                if self._compile_held(name, self._sequences.get(name, 0)) is None:
+                    self._load(name)
         except StoreUnavailableError:
-            return False  # requests answer from what is compiled meanwhile
+            return False  # requests answer from what is compiled or held meanwhile
         return self.store_reachable
+
+    def _documents_missing(self, limit: int) -> list[str]:
+        """Up to `limit` channels of the store whose document is not held, or held at an older
+        sequence than the store's (a publish since): those first."""
+        documents, sequences = self._documents, self._sequences
+        behind = [n for n, (s, _) in list(documents.items()) if sequences.get(n, s) > s]
+        missing = (name for name in sorted(sequences) if name not in documents)
+        return (behind + list(itertools.islice(missing, limit)))[:limit]
 
     def _not_compiled(self, limit: int) -> list[str]:
         """Up to `limit` channels of the store not compiled here, as many as fit in the cache
@@ -317,6 +351,9 @@ class ServerState:
             except KeyError:  # evicted meanwhile by another thread
                 pass
             return compiled
+        held = self._compile_held(name, sequence)
+        if held is not None:
+            return held
         if not self.auto_refresh and self.store_error is not None:
             # The background thread finds the store unreachable: answer now, don't wait on it.
             if compiled is not None:
@@ -329,18 +366,59 @@ class ServerState:
                 return compiled
             raise
 
+    def sequence(self, name: str) -> int | None:
+        """The newest sequence of channel `name` this process knows (what `channel` would
+        answer it at, or above), None when there is no such channel; without compiling it.
+        Raises StoreUninitializedError while the store is not initialised."""
+        self._fresh_enough()
+        self._check_initialized()
+        sequence = self._sequences.get(name)
+        if sequence is None:
+            return None
+        compiled = self._compiled.get(name)
+        return sequence if compiled is None else max(sequence, compiled[0])
+
+    def _fetch(self, name: str) -> None:
+        """Read channel `name`'s document from the store and hold it, without compiling it."""
+        record = self.store.get_channel(name)
+        if record is not None:
+            self._hold(record.name, record.sequence, record.document)
+
+    def _hold(self, name: str, sequence: int, document: dict[str, Any]) -> None:
+        packed = zlib.compress(json.dumps(document, separators=(",", ":")).encode(), 6)
+        with self._lock:
+            held = self._documents.get(name)
+            if held is None or held[0] < sequence:
+                self._documents[name] = (sequence, packed)
+                self._note_sequences({name: sequence})
+
+    def _compile_held(self, name: str, sequence: int) -> tuple[int, Channel] | None:
+        """Compile channel `name` from the document held in memory when it is at `sequence` or
+        above, and keep it; None when no such document is held."""
+        held = self._documents.get(name)
+        if held is None or held[0] < sequence:
+            return None
+        document = json.loads(zlib.decompress(held[1]))
+        return self._keep(name, (held[0], channel_from_document(document, filename=name)))
+
     def _load(self, name: str) -> tuple[int, Channel] | None:
         """Read and compile channel `name` from the store, and keep it (the store is read without
         the lock held, so a slow read holds up no other thread)."""
         record = self.store.get_channel(name)
         if record is None:
             return None
-        compiled = (record.sequence, channel_from_document(record.document, filename=name))
+        self._hold(name, record.sequence, record.document)
+        return self._keep(
+            name, (record.sequence, channel_from_document(record.document, filename=name))
+        )
+
+    def _keep(self, name: str, compiled: tuple[int, Channel]) -> tuple[int, Channel]:
+        """Keep a compiled channel unless a newer one is kept already; the one kept."""
         with self._lock:
             kept = self._compiled.get(name)
             if kept is not None and kept[0] > compiled[0]:
                 return kept
-            self._note_sequences({name: record.sequence})
+            self._note_sequences({name: compiled[0]})
             self._compiled[name] = compiled
             self._compiled.move_to_end(name)
             while len(self._compiled) > self.max_channels:
@@ -354,6 +432,11 @@ class ServerState:
     def compiled_count(self) -> int:
         """How many compiled channels this process holds."""
         return len(self._compiled)
+
+    def held_documents(self) -> tuple[int, int]:
+        """(how many channel documents this process holds, their compressed bytes)."""
+        documents = list(self._documents.values())
+        return len(documents), sum(len(packed) for _, packed in documents)
 
     def halted(self, name: str) -> frozenset[str]:
         """The versions of channel `name`'s halted releases, as last read from the store."""
