@@ -20,7 +20,12 @@ from werkzeug.http import parse_etags
 
 from deployd.api.auth import license_from_authorization, license_from_request
 from deployd.api.fastpath import Answer, content_length
-from deployd.customers.layering import chosen_release, default_channel, may_read
+from deployd.customers.layering import (
+    chosen_release,
+    default_channel,
+    may_read,
+    may_replace_selection,
+)
 from deployd.errors import LicenseError, NotFoundError
 from deployd.fleet.instances import Caller
 from deployd.licensing.tokens import VerifiedLicense
@@ -149,14 +154,31 @@ def _find_spec(
 ) -> RenderedSpec:
     """The rendered spec of the pinned release, or of the one selected for this caller: the
     customer record's pin or hold (deployd.customers.layering), else the channel's selection."""
+    now = time.time()
+    record = deployd.customer_record(customer) if pinned is None else None
+    if pinned is None and not may_replace_selection(record, current_version):
+        # A repeat poll: the spec this caller was given at the channel's newest sequence, from
+        # memory, without the compiled channel (which a large store does not keep for every
+        # channel, deployd.server.view).
+        sequence = deployd.state.sequence(name)
+        if sequence is not None:
+            spec = deployd.specs.remembered(
+                name,
+                sequence=sequence,
+                customer=customer,
+                current_version=current_version,
+                now=now,
+                halted=deployd.state.halted(name),
+            )
+            if spec is not None:
+                return spec
     found = deployd.state.channel(name)
     if found is None:
         raise NotFoundError(f"no channel named {name!r}", code="unknown_channel")
     sequence, channel = found
-    now = time.time()
     if pinned is None:
         # A record's pin or hold replaces the selection, so it never enters the choices cache.
-        chosen = chosen_release(deployd.customer_record(customer), channel, current_version)
+        chosen = chosen_release(record, channel, current_version)
         if chosen is not None:
             return deployd.specs.get(channel, chosen, sequence=sequence, now=now)
         return deployd.specs.select(

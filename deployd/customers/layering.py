@@ -34,6 +34,14 @@ def may_read(record: CustomerRecord | None, license: VerifiedLicense, channel: s
     return record is not None and (channel == record.channel or channel in record.extra_channels)
 
 
+def may_replace_selection(record: CustomerRecord | None, current_version: str | None) -> bool:
+    """Whether `chosen_release` may answer anything but None for this record and caller (so
+    whether a choice remembered from the channel's selection may stand without asking it)."""
+    if record is None:
+        return False
+    return record.pinned_release is not None or (record.hold and current_version is not None)
+
+
 def chosen_release(
     record: CustomerRecord | None, channel: Channel, current_version: str | None
 ) -> Release | None:

@@ -95,6 +95,9 @@ def test_extra_channels_may_be_read_besides_the_license_ones(world, token):
 def test_a_pin_serves_that_release_while_the_channel_has_it(world, token):
     client = world.client
     license = world.license()
+    # Polled first, so the worker remembers what the channel's selection gave this customer:
+    # a pin set afterwards still wins over that memory.
+    assert poll(client, license) == (200, "stable", "1.2.0")
     change(client, token, {"pinnedRelease": "1.0.0"})
     assert poll(client, license) == (200, "stable", "1.0.0")
     # A pin wins over what the client runs and over required releases.
@@ -105,6 +108,8 @@ def test_a_pin_serves_that_release_while_the_channel_has_it(world, token):
     )
     # A release the channel does not have: the channel is served as usual.
     change(client, token, {"pinnedRelease": "9.9.9"})
+    assert poll(client, license) == (200, "stable", "1.2.0")
+    change(client, token, {"pinnedRelease": None})
     assert poll(client, license) == (200, "stable", "1.2.0")
 
 
