@@ -71,6 +71,14 @@ COMPILED_CHANNELS = Gauge(
     # Each worker holds its own copies; the fullest one is what the cache size bounds.
     multiprocess_mode="livemax",
 )
+CACHE_BYTES = Gauge(
+    "deployd_cache_bytes",
+    "Memory the fullest worker's caches take, by cache (license, spec: the estimates their"
+    " bounds DEPLOYD_LICENSE_CACHE_MB and DEPLOYD_SPEC_CACHE_MB apply to; channel_documents:"
+    " every channel's compressed document).",
+    ["cache"],
+    multiprocess_mode="livemax",
+)
 
 # --- The store ---
 STORE_DURATION = Histogram(
@@ -149,6 +157,7 @@ ALL = (
     LICENSE_CACHE,
     SPEC_CACHE,
     COMPILED_CHANNELS,
+    CACHE_BYTES,
     STORE_DURATION,
     STORE_ERRORS,
     VIEW_AGE,

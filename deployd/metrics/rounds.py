@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from deployd.errors import StoreUnavailableError
 from deployd.metrics.registry import (
+    CACHE_BYTES,
     COMPILED_CHANNELS,
     FLEET_INSTANCES,
     LICENSE_CACHE,
@@ -36,6 +37,7 @@ FLEET_INTERVAL_SECONDS = 15.0
 class CountsHitsAndMisses(Protocol):
     hits: int
     misses: int
+    bytes: int  # the estimate of its memory its bound applies to
 
 
 class ReleaseCounts(Protocol):
@@ -45,12 +47,14 @@ class ReleaseCounts(Protocol):
 class _CacheCounts:
     """Adds a cache's hits and misses since the last call to a `result`-labelled counter."""
 
-    def __init__(self, cache: CountsHitsAndMisses, counter: Any) -> None:
+    def __init__(self, cache: CountsHitsAndMisses, counter: Any, name: str) -> None:
         self.cache = cache
+        self.size = CACHE_BYTES.labels(name)
         self.hit, self.miss = counter.labels("hit"), counter.labels("miss")
         self.hits = self.misses = 0
 
     def add(self) -> None:
+        self.size.set(self.cache.bytes)
         hits, misses = self.cache.hits, self.cache.misses
         self.hit.inc(max(0, hits - self.hits))
         self.miss.inc(max(0, misses - self.misses))
@@ -86,8 +90,8 @@ class MetricsRound:
     ) -> None:
         self.state = state
         self.caches = [
-            _CacheCounts(license_cache, LICENSE_CACHE),
-            _CacheCounts(spec_cache, SPEC_CACHE),
+            _CacheCounts(license_cache, LICENSE_CACHE, "license"),
+            _CacheCounts(spec_cache, SPEC_CACHE, "spec"),
         ]
         self.fleet_store = fleet_store
         self.fleet_interval = fleet_interval
@@ -119,6 +123,7 @@ class MetricsRound:
         REVOCATIONS_AGE.set(seconds)
         STORE_UNREACHABLE.set(0 if state.store_reachable else 1)
         COMPILED_CHANNELS.set(state.compiled_count())
+        CACHE_BYTES.labels("channel_documents").set(state.held_documents()[1])
 
     def _read_fleet(self) -> bool:
         if self.fleet_store is None or not self.state.store_reachable:

@@ -145,6 +145,11 @@ def test_the_background_round_counts_cache_lookups_and_sets_the_view_gauges(
     assert added("deployd_spec_cache_lookups_total", "miss") == 1
     samples = scrape(client)
     assert value(samples, "deployd_compiled_channels") == 2  # stable and beta
+    # One license, one rendered spec, two compressed channel documents: each a few hundred
+    # bytes to a few KB.
+    assert 500 < value(samples, "deployd_cache_bytes", cache="license") < 4096
+    assert 1024 < value(samples, "deployd_cache_bytes", cache="spec") < 8192
+    assert 100 < value(samples, "deployd_cache_bytes", cache="channel_documents") < 8192
     assert value(samples, "deployd_store_unreachable_workers") == 0
     assert value(samples, "deployd_revocation_max_staleness_seconds") == 300
     assert 0 <= value(samples, "deployd_store_view_age_seconds") < 300
