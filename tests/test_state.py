@@ -356,3 +356,16 @@ def test_compiling_ahead_never_evicts_a_channel_and_stops_at_the_cache_size(cloc
     assert state.channel("a") is not None  # the first by name filled the room left
     assert state.channel("b") is not None  # not compiled ahead, but its document is held
     assert store.reads == reads
+
+
+def test_held_documents_are_counted_as_they_are_replaced(clock):
+    store = FlakyStore()
+    publish(store, "a")
+    state = ServerState(store, auto_refresh=False, clock=clock)
+    assert state.background_round()
+    count, size = state.held_documents()
+    assert count == 1 and 100 < size < 2048
+    publish(store, "a", "  - version: 1.3.0\n    chart: {version: 0.13.0}\n")
+    assert state.background_round()
+    count, longer = state.held_documents()
+    assert count == 1 and size < longer < 2 * size, "the longer document replaced the shorter"

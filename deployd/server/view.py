@@ -94,6 +94,7 @@ class ServerState:
         # Every channel read so far, as (sequence, its document as compressed JSON): what a
         # channel evicted from `_compiled` is compiled again from, without the store.
         self._documents: dict[str, tuple[int, bytes]] = {}
+        self._documents_bytes = 0  # their compressed sizes added up
         self._revoked: set[str] = set()
         self._revocation_offset = 0
         self._last_revoked: str | None = None  # the id at `_revocation_offset - 1`
@@ -235,6 +236,7 @@ class ServerState:
         store_reset()
         self._compiled.clear()
         self._documents.clear()
+        self._documents_bytes = 0
         self._read_at = None  # license checks fail closed until the revocations are read again
         self._sequences = {}
         self._revoked = set()
@@ -382,7 +384,7 @@ class ServerState:
         """Read channel `name`'s document from the store and hold it, without compiling it."""
         record = self.store.get_channel(name)
         if record is not None:
-            self._hold(record.name, record.sequence, record.document)
+            self._hold(name, record.sequence, record.document)
 
     def _hold(self, name: str, sequence: int, document: dict[str, Any]) -> None:
         packed = zlib.compress(json.dumps(document, separators=(",", ":")).encode(), 6)
@@ -390,6 +392,7 @@ class ServerState:
             held = self._documents.get(name)
             if held is None or held[0] < sequence:
                 self._documents[name] = (sequence, packed)
+                self._documents_bytes += len(packed) - (0 if held is None else len(held[1]))
                 self._note_sequences({name: sequence})
 
     def _compile_held(self, name: str, sequence: int) -> tuple[int, Channel] | None:
@@ -435,8 +438,7 @@ class ServerState:
 
     def held_documents(self) -> tuple[int, int]:
         """(how many channel documents this process holds, their compressed bytes)."""
-        documents = list(self._documents.values())
-        return len(documents), sum(len(packed) for _, packed in documents)
+        return len(self._documents), self._documents_bytes
 
     def halted(self, name: str) -> frozenset[str]:
         """The versions of channel `name`'s halted releases, as last read from the store."""
