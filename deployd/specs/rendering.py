@@ -181,7 +181,8 @@ class SpecCache:
     ) -> RenderedSpec:
         """The spec of the release `select_release` picks for this caller (same errors); the
         `halted` releases take part in the choice and so in the key it is remembered by."""
-        key = (channel.name, sequence, customer, current_version, self._window(now), halted)
+        window_start = self._window(now)
+        key = (channel.name, sequence, customer, current_version, window_start, halted)
         chosen = self._choices.get(key)
         release = channel.release(chosen[2]) if chosen is not None else None
         if release is None:
@@ -193,7 +194,7 @@ class SpecCache:
             current_version is None or len(current_version) <= MAX_REMEMBERED_VERSION_CHARS
         ):
             with self._lock:
-                self._choices[key] = (channel.name, sequence, release.version, self._window(now))
+                self._choices[key] = (channel.name, sequence, release.version, window_start)
                 while len(self._choices) > self.max_choices:
                     self._choices.popitem(last=False)
         return spec
