@@ -424,6 +424,8 @@ def test_the_license_in_a_layer_is_masked(console, live):
     c = console()
     c.values_file.save(f"global: {{license: {live.license}}}\n")
     c.sign_in()
+    # The preview merges the spec the agent holds: none before its first poll (its own thread).
+    wait_for(lambda: c.poller.held_spec, "a spec")
     html = c.post("/values", values="global: {license: x}\n", action="preview").get_data(
         as_text=True
     )
