@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from deployd.errors import StoreUnavailableError
@@ -41,7 +41,7 @@ class CountsHitsAndMisses(Protocol):
 
 
 class ReleaseCounts(Protocol):
-    def release_counts(self, channel: str) -> dict[str, int]: ...
+    def release_counts_of(self, channels: Sequence[str]) -> dict[str, dict[str, int]]: ...
 
 
 class _CacheCounts:
@@ -132,10 +132,11 @@ class MetricsRound:
         if now - self._fleet_read_at < self.fleet_interval:
             return True
         try:
+            read = self.fleet_store.release_counts_of(self.state.channel_names())
             counts = {
                 (name, release): count
-                for name in self.state.channel_names()
-                for release, count in self.fleet_store.release_counts(name).items()
+                for name, releases in read.items()
+                for release, count in releases.items()
             }
         except StoreUnavailableError:
             return False

@@ -415,6 +415,11 @@ class MemoryStore:
         with self._lock:
             return dict(self._fleet().counts.get(channel, {}))
 
+    def release_counts_of(self, channels: Sequence[str]) -> dict[str, dict[str, int]]:
+        with self._lock:
+            counts = self._fleet().counts
+            return {name: dict(counts[name]) for name in channels if counts.get(name)}
+
     def fleet_page(self, query: FleetQuery) -> FleetPage:
         with self._lock:
             records = list(self._fleet().records.values())

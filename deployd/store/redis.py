@@ -119,6 +119,9 @@ REPLICATED = "replicated"
 WAIT_REPLICAS = 1
 WAIT_MILLISECONDS = 1000
 
+# How many channels' release counts one pipeline reads (a store of 10,000 channels: 10 of them).
+COUNTS_PER_PIPELINE = 1000
+
 T = TypeVar("T")
 
 
@@ -844,6 +847,25 @@ class RedisStore:
             lambda: self.client.hgetall(self._fleet_key("counts:", channel)),
         )
         return {_text(release): int(n) for release, n in raw.items()}
+
+    def release_counts_of(self, channels: Sequence[str]) -> dict[str, dict[str, int]]:
+        names = list(channels)
+
+        def read() -> list[Any]:
+            replies: list[Any] = []
+            for start in range(0, len(names), COUNTS_PER_PIPELINE):
+                pipe = self.client.pipeline(transaction=False)
+                for name in names[start : start + COUNTS_PER_PIPELINE]:
+                    pipe.hgetall(self._fleet_key("counts:", name))
+                replies += pipe.execute()
+            return replies
+
+        replies = self._call("read release counts", read)
+        return {
+            name: {_text(release): int(n) for release, n in raw.items()}
+            for name, raw in zip(names, replies, strict=True)
+            if raw
+        }
 
     def fleet_page(self, query: FleetQuery) -> FleetPage:
         if query.customer is not None:

@@ -173,3 +173,20 @@ def test_adoption_is_snapshotted_once_an_hour(store):
     assert store.adoption("stable", 101) == [(101, {"1.1.0": 2})]
     store.snapshot_adoption(130, keep_hours=24)
     assert [hour for hour, _ in store.adoption("stable", 0)] == [130]
+
+
+def test_release_counts_of_many_channels_are_read_at_once(store):
+    store.record_checkins(
+        [
+            check_in("i1", channel="stable", served="1.0.0"),
+            check_in("i2", channel="stable", served="1.1.0"),
+            check_in("i3", channel="beta", served="2.0.0"),
+        ],
+        feed_cap=CAP,
+    )
+    names = ["stable", "beta", "edge", *(f"ch-{i:04d}" for i in range(2500))]
+    assert store.release_counts_of(names) == {
+        "stable": {"1.0.0": 1, "1.1.0": 1},
+        "beta": {"2.0.0": 1},
+    }
+    assert store.release_counts_of([]) == {}
