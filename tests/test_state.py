@@ -369,3 +369,24 @@ def test_held_documents_are_counted_as_they_are_replaced(clock):
     assert state.background_round()
     count, longer = state.held_documents()
     assert count == 1 and size < longer < 2 * size, "the longer document replaced the shorter"
+
+
+def test_a_replaced_store_at_the_same_generation_has_its_documents_fetched_again(clock):
+    # A round that finds every document held skips the look until the generation moves; a store
+    # replaced by one at the same generation must still have its documents read again.
+    redis = Redis()
+    publish(redis.store, "a")
+    publish(redis.store, "b")
+    state = ServerState(redis.store, auto_refresh=False, max_channels=1, clock=clock)
+    assert state.background_round()
+    assert state.held_documents()[0] == 2
+    generation = redis.store.marker().generation
+    redis.client.flushall()
+    fresh = RedisStore(redis.client)
+    fresh.initialize()
+    publish(fresh, "a", release(3))
+    publish(fresh, "b", release(3))
+    assert fresh.marker().generation == generation
+    assert state.background_round()
+    assert state.held_documents()[0] == 2
+    assert [state.channel(name)[1].newest.version for name in ("a", "b")] == ["1.3.0", "1.3.0"]

@@ -95,6 +95,9 @@ class ServerState:
         # channel evicted from `_compiled` is compiled again from, without the store.
         self._documents: dict[str, tuple[int, bytes]] = {}
         self._documents_bytes = 0  # their compressed sizes added up
+        # The generation at which every channel's document was found held at its sequence: until
+        # the generation moves, a background round need not look again (10,000 channels).
+        self._documents_complete_at: int | None = None
         self._revoked: set[str] = set()
         self._revocation_offset = 0
         self._last_revoked: str | None = None  # the id at `_revocation_offset - 1`
@@ -237,6 +240,7 @@ class ServerState:
         self._compiled.clear()
         self._documents.clear()
         self._documents_bytes = 0
+        self._documents_complete_at = None
         self._read_at = None  # license checks fail closed until the revocations are read again
         self._sequences = {}
         self._revoked = set()
@@ -309,10 +313,16 @@ class ServerState:
     def _documents_missing(self, limit: int) -> list[str]:
         """Up to `limit` channels of the store whose document is not held, or held at an older
         sequence than the store's (a publish since): those first."""
+        generation = self._generation
+        if generation is not None and generation == self._documents_complete_at:
+            return []
         documents, sequences = self._documents, self._sequences
         behind = [n for n, (s, _) in list(documents.items()) if sequences.get(n, s) > s]
         missing = (name for name in sorted(sequences) if name not in documents)
-        return (behind + list(itertools.islice(missing, limit)))[:limit]
+        wanted = (behind + list(itertools.islice(missing, limit)))[:limit]
+        if not wanted:
+            self._documents_complete_at = generation
+        return wanted
 
     def _not_compiled(self, limit: int) -> list[str]:
         """Up to `limit` channels of the store not compiled here, as many as fit in the cache
