@@ -286,7 +286,7 @@ class Bench:
         self.nginx: NginxStatic | None = None
         self.server = options.servers[0]
         self.deployd: AppServer
-        self.baseline: AppServer
+        self.baseline: AppServer | None = None  # not started by the one-part modes
         self.large: AppServer
         self.large_store: RedisStore | None = None
         self.large_names: list[str] = []
@@ -519,25 +519,25 @@ class Bench:
         fleet_target = Target(f"{server} fleet: check-ins on vs off", recording, 0.95, True, "x")
         if options.fleet_only:
             return [fleet_target]
-        self.baseline = self._start_baseline("bench.baseline_app:bare", section)
+        baseline = self.baseline = self._start_baseline("bench.baseline_app:bare", section)
         flask = self._start_baseline("bench.baseline_app:app", section)
         deployd = Side("deployd", self.deployd, self.spec_requests)
         spec = self.compare(
             "spec 200",
-            Side("bare WSGI", self.baseline, self.spec_requests),
+            Side("bare WSGI", baseline, self.spec_requests),
             deployd,
             200,
             cold=True,
         )
         not_modified = self.compare(
             "spec 304",
-            Side("bare WSGI", self.baseline, self.not_modified_requests),
+            Side("bare WSGI", baseline, self.not_modified_requests),
             Side("deployd", self.deployd, self.not_modified_requests),
             304,
         )
         validate = self.compare(
             "licenses/validate",
-            Side("bare WSGI", self.baseline, self.validate_requests),
+            Side("bare WSGI", baseline, self.validate_requests),
             Side("deployd", self.deployd, self.validate_requests),
             200,
         )
@@ -712,9 +712,12 @@ class Bench:
             cold=True,
         )
         small, large = _largest_rss(self.deployd), _largest_rss(self.large)
+        baseline = ""
+        if self.baseline is not None:
+            baseline = f", bare WSGI {_largest_rss(self.baseline) / MB:.0f} MB"
         self.log(
-            f"scale: largest worker RSS {large / MB:.0f} MB (3-channel deployd {small / MB:.0f} MB,"
-            f" bare WSGI baseline {_largest_rss(self.baseline) / MB:.0f} MB): about"
+            f"scale: largest worker RSS {large / MB:.0f} MB (3-channel deployd {small / MB:.0f} MB"
+            f"{baseline}): about"
             f" {(large - small) / 1024 / options.active_channels:.0f} KB per active channel,"
             " the revocations and sequences included"
         )
